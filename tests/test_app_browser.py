@@ -1,0 +1,143 @@
+"""The app in a real headless Chromium (Debian's /usr/bin/chromium driven by Playwright).
+
+Draws on the sketchpad with the mouse, recognises with each toggle, checks the LaTeX box and the
+KaTeX preview. With UNIMUMER_SCREENSHOT set, the page after a full recognition is saved as
+docs/screenshot.png (the README's picture); UNIMUMER_MODEL then picks the model that answers
+(e.g. `UNIMUMER_SCREENSHOT=1 UNIMUMER_MODEL=bundled`), else the random tiny model does.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from test_app import ROOT, serve_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip("Debian chromium is not installed (make test installs it)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+
+pytestmark = pytest.mark.browser
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"]
+SCREENSHOT = ROOT / "docs" / "screenshot.png"
+TIMEOUT = 60_000  # ms; the machine is shared and slow
+
+
+@pytest.fixture(scope="module")
+def page(tiny_model_dir, tmp_path_factory):
+    model = os.environ.get("UNIMUMER_MODEL") if os.environ.get("UNIMUMER_SCREENSHOT") else None
+    with serve_app(model or tiny_model_dir, tmp_path_factory.mktemp("browser") / "app.log") as (url, _):
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(TIMEOUT)
+            page.goto(url)
+            page.wait_for_selector("#sketch canvas")
+            yield page
+            browser.close()
+
+
+def draw(page, strokes) -> None:
+    """Mouse strokes on the pad; points are fractions of the drawing page (the white area)."""
+    page.click("#sketch button[aria-label='Brush']")
+    box = page.locator("#sketch canvas").first.bounding_box()
+    # The 800x300 page is centred in the canvas element and scaled to fit: keep to its middle.
+    left, top = box["x"] + box["width"] * 0.12, box["y"] + box["height"] * 0.25
+    width, height = box["width"] * 0.76, box["height"] * 0.5
+    for stroke in strokes:
+        (x, y), rest = stroke[0], stroke[1:]
+        page.mouse.move(left + x * width, top + y * height)
+        page.mouse.down()
+        for x, y in rest:  # few steps: every move repaints the canvas, ~0.5 s in software rendering
+            page.mouse.move(left + x * width, top + y * height, steps=2)
+        page.mouse.up()
+
+
+X_PLUS_ONE = [  # x^2 + 1
+    [(0.05, 0.3), (0.25, 0.95)], [(0.25, 0.3), (0.05, 0.95)],
+    [(0.29, 0.15), (0.33, 0.02), (0.38, 0.12), (0.29, 0.35), (0.4, 0.35)],
+    [(0.5, 0.62), (0.66, 0.62)], [(0.58, 0.42), (0.58, 0.82)],
+    [(0.8, 0.42), (0.85, 0.3), (0.85, 0.95)],
+]
+
+
+def set_toggles(page, **wanted: bool) -> None:
+    labels = {"tree": "Tree-CoT reasoning", "count": "Symbol counting", "correct": "Error correction"}
+    for name, label in labels.items():
+        page.get_by_label(label).set_checked(wanted.get(name, False))
+
+
+def recognize(page, modes: str) -> str:
+    """Click Recognize, wait for the timing line of a run with `modes`, return the LaTeX box's text.
+
+    The line is "0.12 s · 30 visual tokens · Tree-CoT"; while a run is pending Gradio overlays a
+    timer on it, so the whole text must match. Consecutive calls use different `modes`."""
+    page.click("#recognize")
+    page.wait_for_function(
+        "modes => new RegExp('^[0-9.]+ s · [0-9]+ visual tokens · ' + modes + '$')"
+        ".test(document.querySelector('#stats').innerText.trim())", arg=modes)
+    return page.input_value("#latex textarea")
+
+
+def test_draw_and_recognize_with_each_toggle(page):
+    draw(page, X_PLUS_ONE)
+    runs = [({}, "plain"), ({"tree": True}, "Tree-CoT"), ({"count": True}, "counting"),
+            ({"correct": True}, "self-check")]
+    for toggles, modes in runs:
+        set_toggles(page, **toggles)
+        latex = recognize(page, modes)
+        assert latex.strip(), f"no LaTeX with {modes}"
+        assert page.locator("#rendered .katex").count() >= 1, f"nothing typeset with {modes}"
+        assert page.locator("#rendered .katex-error").count() == 0
+
+
+def test_all_toggles_together_and_the_screenshot(page):
+    set_toggles(page, tree=True, count=True, correct=True)
+    latex = recognize(page, "Tree-CoT \\+ counting \\+ self-check")
+    assert latex.strip()
+    assert page.locator("#rendered .katex").count() >= 1
+    if os.environ.get("UNIMUMER_SCREENSHOT"):
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        page.wait_for_timeout(500)  # let KaTeX fonts settle
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+
+def type_latex(page, text: str) -> None:
+    """Replace the LaTeX box's text as a user would (Playwright's fill alone fires no Gradio input event)."""
+    box = page.locator("#latex textarea")
+    box.fill(text[:-1])
+    box.press_sequentially(text[-1])
+
+
+def test_editing_the_latex_updates_the_preview(page):
+    type_latex(page, r"\frac { a ^ { 2 } + 1 } { b }")
+    page.wait_for_selector("#rendered .katex .mfrac")
+    assert page.locator("#rendered .katex .msupsub").count() == 1
+    type_latex(page, r"\frac { a")  # unbalanced: typeset verbatim with a note, never KaTeX's red error
+    page.wait_for_function("document.querySelector('#rendered').innerText.includes('Not valid LaTeX')"
+                           " && document.querySelector('#rendered .katex') !== null")
+    assert page.locator("#rendered .katex-error").count() == 0
+
+
+def test_clear_then_recognize_gets_a_friendly_message(page):
+    page.click("#clear")
+    page.wait_for_function("document.querySelector('#latex textarea').value === ''")
+    set_toggles(page)
+    page.click("#recognize")
+    page.wait_for_function("document.querySelector('#rendered').innerText.includes('Draw an expression')")
+    assert page.get_by_text("Draw an expression on the pad or choose an image first.").first.is_visible()
+    assert page.inner_text("#stats").strip() == ""  # no model call
+
+
+def test_an_example_opens_in_the_image_tab_and_is_recognised(page):
+    if page.locator("#examples").count() == 0:
+        pytest.skip("examples/ holds no images")
+    set_toggles(page)
+    page.locator("#examples button").first.click()
+    page.wait_for_selector("#upload img")
+    assert page.get_by_role("tab", name="Image").get_attribute("aria-selected") == "true"
+    assert recognize(page, "plain").strip()
+    assert page.locator("#rendered .katex").count() >= 1

@@ -1,0 +1,48 @@
+"""train/configs: the paper's 3B recipe, the CPU smoke recipe and the accelerate launcher config parse
+through the same code the real runs use (no distributed training is started)."""
+import json
+
+import yaml
+
+from conftest import ROOT
+from train import finetune
+
+CONFIGS = ROOT / "train" / "configs"
+GPUS = 4  # the paper's machine
+
+
+def parse(name: str, *extra: str):
+    return finetune.parse_args(["--config", str(CONFIGS / name), *extra])
+
+
+def test_3b_config_is_the_paper_recipe():
+    # Parsed on CPU: use_cpu (bf16 is otherwise refused without a GPU) and DeepSpeed off (it would
+    # initialise a process group); every other value is the file's.
+    run, model, data, args = parse("uni-mumer-3b.yaml", "--use_cpu", "true", "--deepspeed", "")
+    assert model.model == "Qwen/Qwen2.5-VL-3B-Instruct"
+    assert args.per_device_train_batch_size * args.gradient_accumulation_steps * GPUS == 512
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (4, 32)
+    assert args.learning_rate == 1e-5 and args.lr_scheduler_type.value == "cosine"
+    assert args.warmup_steps == 0.1 and args.get_warmup_steps(1000) == 100  # a ratio: 10 % of the steps
+    assert args.num_train_epochs == 1 and args.max_steps == -1 and args.bf16
+    assert data.cutoff_len == 2048 and data.max_pixels == 512 * 512
+    assert args.train_sampling_strategy == "group_by_length" and args.activation_checkpointing
+
+    values = yaml.safe_load((CONFIGS / "uni-mumer-3b.yaml").read_text())
+    deepspeed = finetune.load_config(CONFIGS / "uni-mumer-3b.yaml", {"deepspeed", *values})["deepspeed"]
+    assert deepspeed == str(CONFIGS / "deepspeed_zero2.json")  # resolved next to the YAML
+    assert json.loads((CONFIGS / "deepspeed_zero2.json").read_text())["zero_optimization"]["stage"] == 2
+
+
+def test_tiny_cpu_config_is_fp32_on_cpu_with_a_fresh_tiny_model():
+    _, model, data, args = parse("tiny-cpu.yaml")
+    assert model.model == finetune.TINY and args.use_cpu and not args.bf16 and not args.fp16
+    assert args.deepspeed is None and data.max_pixels == 512 * 512 and data.cutoff_len == 2048
+
+
+def test_accelerate_config_launches_four_processes():
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    config = ClusterConfig.from_yaml_file(str(CONFIGS / "accelerate_multi_gpu.yaml"))
+    assert config.distributed_type == "MULTI_GPU" and config.num_processes == GPUS and config.num_machines == 1
+    assert config.mixed_precision == "no"  # precision comes from the training YAML only

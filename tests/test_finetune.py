@@ -1,0 +1,321 @@
+"""train.dataset + train.finetune: records -> model inputs exactly as at inference, masking, mixing,
+config layering, a real (tiny) full fine-tune, resume, and the kill/resume acceptance run on CROHME."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, shared_path
+from train import finetune
+from train.build_data import build
+from train.dataset import (
+    IGNORE_INDEX,
+    Collator,
+    RecordError,
+    SFTDataset,
+    assistant_suffix,
+    augment_image,
+    data_files,
+    mix_examples,
+    read_jsonl,
+    read_mix,
+    target_latex,
+)
+from train.readers import Sample
+from unimumer.ink import Ink
+from unimumer.processor import load_processor
+
+TINY_CPU = ROOT / "train" / "configs" / "tiny-cpu.yaml"
+LABELS = ["x ^ { 2 }", "a + b", "\\frac { 1 } { 2 }", "y = 3", "\\sqrt { x }", "2 + 2 = 4", "a b", "z - 1"]
+
+
+def scribble(seed: int, strokes: int = 3) -> Ink:
+    """A few random-walk strokes: real ink through the real renderer, no reference data needed."""
+    rng = np.random.default_rng(seed)
+    traces = []
+    for k in range(strokes):
+        steps = rng.normal(0, 3, size=(12, 2)).cumsum(axis=0)
+        traces.append(steps + [k * 25, 0])
+    return Ink(traces=traces)
+
+
+def build_synthetic(out: Path, n: int = 16, name: str = "syn", tasks=("vanilla", "tree", "count")) -> Path:
+    """A built data folder (train.build_data layout) of `n` scribbles labelled with LABELS."""
+    samples = [Sample(id=f"s{i:03d}", latex=LABELS[i % len(LABELS)], ink=scribble(i)) for i in range(n)]
+    build(iter(samples), out, name, tasks=tasks, workers=0, progress=False, height=40)
+    return out
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return build_synthetic(tmp_path_factory.mktemp("syn"))
+
+
+@pytest.fixture(scope="module")
+def processor(tiny_model_dir):
+    return load_processor(tiny_model_dir)
+
+
+def run_finetune(*args) -> int:
+    return finetune.main([str(a) for a in args])
+
+
+# ---- records and mixing -------------------------------------------------------------------------------
+
+
+def test_reads_every_jsonl_of_a_folder_and_mixes_by_weight(data_dir, tmp_path):
+    files = data_files([data_dir])
+    assert [f.name for f in files] == ["syn_count.jsonl", "syn_tree.jsonl", "syn_vanilla.jsonl"]
+    examples = [e for f in files for e in read_jsonl(f)]
+    assert len(examples) == 48 and all(e.image.is_file() for e in examples)
+    vanilla = read_jsonl(data_dir / "syn_vanilla.jsonl")
+    assert {target_latex(e.target) for e in vanilla} == set(LABELS)
+    assert not vanilla[0].prompt.startswith("<image>") and vanilla[0].prompt.startswith("I have an image")
+    # Tree targets end with the LaTeX on their last line: the same ground truth.
+    tree = read_jsonl(data_dir / "syn_tree.jsonl")
+    assert [target_latex(e.target) for e in tree] == [e.target for e in vanilla]
+
+    mix = tmp_path / "mix.yaml"
+    mix.write_text(f"{data_dir}/syn_vanilla.jsonl: 2\n{data_dir}/syn_tree.jsonl: 0.5\n{data_dir}/syn_count.jsonl: 0\n")
+    mixed = mix_examples(read_mix(mix), seed=1)
+    sources = [e.source for e in mixed]
+    assert sources.count("syn_vanilla") == 32 and sources.count("syn_tree") == 8 and "syn_count" not in sources
+    assert mixed == mix_examples(read_mix(mix), seed=1)  # deterministic
+
+
+def test_bad_data_gets_one_sentence(tmp_path):
+    bad = tmp_path / "bad_vanilla.jsonl"
+    good = {"images": ["a.png"], "messages": [{"from": "human", "value": "<image>hi"}, {"from": "gpt", "value": "x"}]}
+    no_marker = {"images": ["a.png"], "messages": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "x"}]}
+    bad.write_text(json.dumps(good) + "\n" + json.dumps(no_marker) + "\n")
+    with pytest.raises(RecordError, match=r"bad_vanilla.jsonl:2: .*<image>"):
+        read_jsonl(bad)
+    bad.write_text("{not json\n")
+    with pytest.raises(RecordError, match=r":1: not a ShareGPT image record"):
+        read_jsonl(bad)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RecordError, match="has no \\*.jsonl files"):
+        data_files([tmp_path / "empty"])
+    with pytest.raises(RecordError, match="does not exist"):
+        data_files([tmp_path / "missing"])
+
+
+# ---- encoding ------------------------------------------------------------------------------------------
+
+
+def test_encoding_is_the_inference_prompt_plus_the_masked_target(data_dir, tiny_model_dir, processor):
+    """The prompt tokens, pixels and M-RoPE types equal what unimumer.Recognizer feeds generate()."""
+    from transformers import AutoModelForImageTextToText
+
+    from unimumer.recognizer import Recognizer
+
+    example = read_jsonl(data_dir / "syn_count.jsonl")[3]
+    item = SFTDataset([example], processor)[0]
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
+    captured = {}
+
+    def fake_generate(**inputs):
+        captured.update(inputs)
+        return inputs["input_ids"]  # no new tokens
+
+    model.generate = fake_generate
+    Recognizer(model, load_processor(tiny_model_dir)).recognize(example.image, mode="count")
+    prompt_ids = captured["input_ids"][0]
+    n = len(prompt_ids)
+    assert torch.equal(item["input_ids"][:n], prompt_ids)
+    assert torch.equal(item["mm_token_type_ids"][:n], captured["mm_token_type_ids"][0])
+    assert torch.equal(item["pixel_values"], captured["pixel_values"])
+    assert torch.equal(item["image_grid_thw"], captured["image_grid_thw"])
+
+    labels = item["labels"]
+    assert (labels[:n] == IGNORE_INDEX).all() and (labels[n:] != IGNORE_INDEX).all()
+    assert torch.equal(labels[n:], item["input_ids"][n:])
+    assert processor.tokenizer.decode(labels[n:]) == example.target + assistant_suffix(processor)
+    assert assistant_suffix(processor) == "<|im_end|>\n"
+    image_tokens = int((item["input_ids"] == model.config.image_token_id).sum())
+    assert image_tokens == int(item["mm_token_type_ids"].sum()) > 0
+
+
+def test_collator_pads_with_ignored_labels(data_dir, processor):
+    dataset = SFTDataset(read_jsonl(data_dir / "syn_tree.jsonl")[:3], processor)
+    items = [dataset[i] for i in range(3)]
+    batch = Collator(pad_token_id=processor.tokenizer.pad_token_id)(items)
+    longest = max(len(i["input_ids"]) for i in items)
+    assert batch["input_ids"].shape == batch["labels"].shape == batch["mm_token_type_ids"].shape == (3, longest)
+    for row, item in enumerate(items):
+        n = len(item["input_ids"])
+        assert batch["attention_mask"][row, :n].all() and not batch["attention_mask"][row, n:].any()
+        assert (batch["labels"][row, n:] == IGNORE_INDEX).all()
+        assert (batch["input_ids"][row, n:] == processor.tokenizer.pad_token_id).all()
+    assert batch["pixel_values"].shape[0] == sum(len(i["pixel_values"]) for i in items)
+    assert batch["image_grid_thw"].shape == (3, 3)
+
+    augmented = SFTDataset(dataset.examples[:1], processor, augment=True)[0]  # same target, varied pixels
+    n = int((augmented["labels"] == IGNORE_INDEX).sum())
+    assert torch.equal(augmented["input_ids"][n:], items[0]["input_ids"][-len(augmented["input_ids"][n:]):])
+
+
+def test_cheap_lengths_track_real_lengths_and_cutoff_cuts_the_target(data_dir, processor):
+    examples = [e for f in data_files([data_dir]) for e in read_jsonl(f)][::5]
+    dataset = SFTDataset(examples, processor)
+    real = [len(dataset[i]["input_ids"]) for i in range(len(dataset))]
+    assert all(abs(est - got) <= 0.1 * got + 4 for est, got in zip(dataset.lengths, real)), (dataset.lengths, real)
+
+    short = SFTDataset(examples[:1], processor, cutoff_len=real[0] - 3)
+    item = short[0]
+    assert len(item["input_ids"]) == real[0] - 3 and (item["labels"] != IGNORE_INDEX).any()
+    assert len(SFTDataset(examples[:1], processor, cutoff_len=8)) == 0  # the prompt alone is too long
+
+
+def test_an_unreadable_image_names_its_record(tmp_path, processor):
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    record = {"images": ["broken.png"],
+              "messages": [{"from": "human", "value": "<image>hi"}, {"from": "gpt", "value": "x"}]}
+    (tmp_path / "t_vanilla.jsonl").write_text(json.dumps(record) + "\n")
+    dataset = SFTDataset(read_jsonl(tmp_path / "t_vanilla.jsonl"), processor)
+    with pytest.raises(RecordError, match=r"broken.png \(t_vanilla\): "):
+        dataset[0]
+
+
+def test_augmentation_varies_handwriting_but_keeps_it(data_dir):
+    from unimumer.images import load_image, prepare_image
+
+    image = load_image(read_jsonl(data_dir / "syn_vanilla.jsonl")[0].image)
+    outputs = [augment_image(image, random.Random(seed)) for seed in range(6)]
+    assert augment_image(image, random.Random(3)).tobytes() == outputs[3].tobytes()  # seeded: reproducible
+    assert len({o.tobytes() for o in outputs}) > 1
+    for out in outputs:
+        assert out.mode == "RGB"
+        ink = (np.asarray(out.convert("L")) < 128).mean()
+        assert 0 < ink < 0.5  # still dark strokes on white
+        prepare_image(out)  # still a usable input (raises on a blank page)
+
+
+# ---- configuration -------------------------------------------------------------------------------------
+
+
+def test_yaml_defaults_are_overridden_by_flags(tmp_path):
+    run, model, data, args = finetune.parse_args(
+        ["--config", str(TINY_CPU), "--data", "a", "b", "--learning_rate", "0.5", "--output_dir", str(tmp_path)]
+    )
+    assert model.model == "tiny" and data.data == ["a", "b"] and data.cutoff_len == 2048
+    assert args.learning_rate == 0.5 and args.use_cpu and not args.bf16 and args.output_dir == str(tmp_path)
+    assert args.lr_scheduler_type.value == "cosine" and args.train_sampling_strategy == "group_by_length"
+    assert not run.resume and finetune.parse_args(["--config", str(TINY_CPU), "--resume"])[0].resume
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: tiny\nlearning_rat: 0.1\n")
+    with pytest.raises(SystemExit, match="unknown keys learning_rat"):
+        finetune.parse_args(["--config", str(bad)])
+
+
+def test_model_tiny_is_built_once_into_output_base(tmp_path):
+    _, model, _, args = finetune.parse_args(["--config", str(TINY_CPU), "--output_dir", str(tmp_path)])
+    base = Path(finetune.base_model(model, args))
+    assert base == tmp_path / "base" and (base / "model.safetensors").is_file()
+    stamp = (base / "model.safetensors").stat().st_mtime_ns
+    assert Path(finetune.base_model(model, args)) == base
+    assert (base / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+# ---- training ------------------------------------------------------------------------------------------
+
+
+def test_full_finetune_trains_every_part_saves_and_resumes_weights(data_dir, tiny_model_dir, tmp_path):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForImageTextToText
+
+    from unimumer.recognizer import Recognizer
+
+    out = tmp_path / "run"
+    common = ["--config", TINY_CPU, "--model", tiny_model_dir, "--data", data_dir, "--output_dir", out,
+              "--per_device_train_batch_size", 4, "--logging_steps", 2, "--save_steps", 3,
+              "--eval_data", data_dir, "--exprate_steps", 3, "--exprate_limit", 2,
+              "--disable_tqdm", "true"]
+    assert run_finetune(*common, "--max_steps", 6) == 0
+
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 6
+    curve = [json.loads(line) for line in (out / "learning_curve.jsonl").read_text().splitlines()]
+    assert [c["step"] for c in curve if "loss" in c] == [2, 4, 6]
+    assert [c["step"] for c in curve if "exprate" in c] == [3, 6]
+    record = json.loads((out / finetune.RECORD_NAME).read_text())
+    assert record["data"] == {"syn_count": 16, "syn_tree": 16, "syn_vanilla": 16}
+    assert record["tasks"] == ["count", "tree", "vanilla"] and record["effective_batch_size"] == 4
+
+    # Full parameters: the vision tower, the merger and the language model all moved.
+    before = AutoModelForImageTextToText.from_pretrained(tiny_model_dir).state_dict()
+    after = AutoModelForImageTextToText.from_pretrained(out).state_dict()
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    for part in ("visual.blocks.0.attn.qkv.weight", "visual.merger.mlp.0.weight",
+                 "language_model.layers.0.mlp.up_proj.weight"):
+        assert any(part in name for name in changed), part
+    assert len(changed) > 0.9 * len(before)
+
+    # The final folder is a checkpoint unimumer loads and runs.
+    result = Recognizer.from_pretrained(str(out)).recognize(read_jsonl(data_dir / "syn_vanilla.jsonl")[0].image,
+                                                            max_new_tokens=4)
+    assert result.visual_tokens > 0
+
+    # Resume really restores the weights (the stock Trainer path silently skips Qwen2.5-VL's legacy keys).
+    args = finetune.parse_args(["--config", str(TINY_CPU), "--output_dir", str(tmp_path / "x")])[3]
+    trainer = finetune.UniMuMERTrainer(model=AutoModelForImageTextToText.from_pretrained(tiny_model_dir), args=args)
+    trainer._load_from_checkpoint(str(out / "checkpoint-6"))
+    restored = trainer.model.state_dict()
+    assert all(torch.equal(restored[name], after[name]) for name in after)
+    legacy = load_file(out / "checkpoint-6" / "model.safetensors")
+    assert not any(name.startswith("model.visual.") for name in legacy)  # why the stock resume loads nothing
+
+    with pytest.raises(SystemExit, match="already has checkpoint-6: pass --resume"):
+        run_finetune(*common, "--max_steps", 8)
+    assert run_finetune(*common, "--max_steps", 8, "--resume") == 0
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 8
+
+
+# ---- acceptance: kill -9 and resume on 300 real CROHME inks ------------------------------------------
+
+
+@pytest.mark.shared_data
+def test_sigkill_then_resume_ends_at_step_60_with_falling_loss(tmp_path):
+    from train import build_data
+
+    inks = shared_path("crohme", "inkml", "train")
+    data = tmp_path / "crohme300"
+    # Small renders (--height 48) keep the 60 CPU steps quick; the rest is the acceptance command.
+    assert build_data.main(["crohme", str(inks), "--tasks", "vanilla,tree,count", "--limit", "300",
+                            "--out", str(data), "--height", "48", "--workers", "1", "--no-progress"]) == 0
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "train.finetune", "--config", str(TINY_CPU), "--data", str(data),
+               "--output_dir", str(out), "--save_steps", "10", "--max_steps", "60", "--disable_tqdm", "true"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    log = (tmp_path / "first.log").open("w")
+    first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 240
+    while not (out / "checkpoint-20").exists():
+        assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "checkpoint-20 never appeared"
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert not (out / "checkpoint-60").exists()
+
+    second = subprocess.run(command + ["--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 60 and state["max_steps"] == 60
+    losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+    assert losses[-1] < losses[0], losses
+    curve = [json.loads(line) for line in (out / "learning_curve.jsonl").read_text().splitlines()]
+    steps = [c["step"] for c in curve]
+    assert steps == sorted(set(steps)) and steps[-1] == 60  # resumed steps are not logged twice
+    assert curve[-1]["loss"] < curve[0]["loss"]
+    assert (out / "model.safetensors").is_file() and (out / "checkpoint-60").is_dir()

@@ -1,0 +1,1 @@
+"""The Uni-MuMER training kit: dataset readers, multi-task data, error corpus, fine-tuning, evaluation, publishing."""

@@ -1,0 +1,393 @@
+"""Full-parameter fine-tuning of Qwen2.5-VL on Uni-MuMER records (transformers Trainer).
+
+    python -m train.finetune --config train/configs/tiny-cpu.yaml --data DIR [DIR ...] [--output_dir OUT]
+    python -m train.finetune --config train/configs/uni-mumer-3b.yaml --data DIR ... --resume
+    accelerate launch --config_file train/configs/accelerate_multi_gpu.yaml -m train.finetune --config ...
+
+The YAML holds defaults for every flag below (any TrainingArguments field too); flags given on the
+command line override it. Every `*.jsonl` in the --data folders is mixed (or --mix FILE gives per-file
+weights). The vision tower, the merger and the language model are all trained; only the answer tokens
+count in the loss. `--model tiny` builds a fresh random unimumer.tiny model into OUT/base. `--resume`
+continues from the newest OUT/checkpoint-* and ends at the same step as an uninterrupted run. The final
+model and processor are saved to OUT (loadable by unimumer.Recognizer), the learning curve to
+OUT/learning_curve.jsonl and a record of the run to OUT/unimumer_training.json. See docs/training.md.
+"""
+from __future__ import annotations
+
+import os
+
+# Before torch is imported: respect OMP_NUM_THREADS, else share the cores among this machine's ranks.
+os.environ.setdefault(
+    "OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+from collections import Counter  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+import yaml  # noqa: E402
+from transformers import (  # noqa: E402
+    AutoModelForImageTextToText,
+    HfArgumentParser,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+from transformers.trainer_pt_utils import LengthGroupedSampler  # noqa: E402
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR  # noqa: E402
+
+from train.dataset import (  # noqa: E402
+    Collator,
+    RecordError,
+    SFTDataset,
+    data_files,
+    mix_examples,
+    read_jsonl,
+    read_mix,
+)
+from train.evaluate import vanilla_items  # noqa: E402
+from unimumer.images import DEFAULT_MAX_PIXELS  # noqa: E402
+from unimumer.processor import load_processor  # noqa: E402
+
+logger = logging.getLogger("train.finetune")
+TINY = "tiny"
+CURVE_NAME = "learning_curve.jsonl"
+RECORD_NAME = "unimumer_training.json"
+
+
+@dataclass
+class RunArguments:
+    config: str | None = field(default=None, metadata={"help": "YAML file with defaults for any flag"})
+    resume: bool = field(
+        default=False, metadata={"help": "continue from the newest checkpoint-* in --output_dir"}
+    )
+
+
+@dataclass
+class ModelArguments:
+    model: str = field(
+        default="Qwen/Qwen2.5-VL-3B-Instruct",
+        metadata={"help": "base model: Hub id or folder; 'tiny' builds a random unimumer.tiny into OUT/base"},
+    )
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "attention kernel: sdpa, flash_attention_2, eager (default: transformers')"}
+    )
+
+
+@dataclass
+class DataArguments:
+    data: list[str] = field(
+        default_factory=list, metadata={"help": "built data folders (train.build_data) or JSONL files"}
+    )
+    mix: str | None = field(
+        default=None, metadata={"help": "YAML/JSON mapping JSONL file -> weight (instead of --data)"}
+    )
+    cutoff_len: int = field(default=2048, metadata={"help": "longest training sequence in tokens"})
+    max_pixels: int = field(default=DEFAULT_MAX_PIXELS, metadata={"help": "image area cap (512*512)"})
+    augment: bool = field(
+        default=False, metadata={"help": "random scale/rotation/stroke width/elastic warp of training images"}
+    )
+    eval_data: str | None = field(
+        default=None,
+        metadata={"help": "held-out folder (its *_vanilla.jsonl) or JSONL scored for ExpRate every --exprate_steps"},
+    )
+    exprate_steps: int = field(default=0, metadata={"help": "score ExpRate every N steps (0: never)"})
+    exprate_limit: int = field(default=50, metadata={"help": "held-out images scored each time"})
+
+
+def parse_args(argv: list[str] | None = None):
+    """YAML defaults (--config), overridden by command-line flags."""
+    parser = HfArgumentParser(
+        (RunArguments, ModelArguments, DataArguments, TrainingArguments),
+        prog="python -m train.finetune",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    argv = sys.argv[1:] if argv is None else argv
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    config = pre.parse_known_args(argv)[0].config
+    if config:
+        parser.set_defaults(**load_config(config, {a.dest for a in parser._actions}))
+    return parser.parse_args_into_dataclasses(argv)
+
+
+def load_config(path: str | Path, known: set[str]) -> dict:
+    """A training YAML; a `deepspeed:` path is relative to the YAML's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise SystemExit(f"Config file not found: {path}")
+    values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise SystemExit(f"{path}: unknown keys {', '.join(unknown)} (see python -m train.finetune --help).")
+    deepspeed = values.get("deepspeed")
+    if isinstance(deepspeed, str) and not Path(deepspeed).is_absolute():
+        values["deepspeed"] = str((path.parent / deepspeed).resolve())
+    return values
+
+
+def base_model(model_args: ModelArguments, training_args: TrainingArguments) -> str:
+    """The model to start from; `tiny` is built once into OUT/base (main process first)."""
+    if model_args.model != TINY:
+        return model_args.model
+    base = Path(training_args.output_dir) / "base"
+    with training_args.main_process_first(desc="build unimumer.tiny"):
+        if not (base / "config.json").is_file():
+            from unimumer.tiny import build_tiny
+
+            partial = base.with_name("base.partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            build_tiny(partial, seed=training_args.seed)
+            partial.rename(base)  # atomic: a killed build never looks finished
+    return str(base)
+
+
+def load_examples(data_args: DataArguments, seed: int) -> list:
+    if data_args.mix:
+        return mix_examples(read_mix(Path(data_args.mix)), seed=seed)
+    if not data_args.data:
+        raise SystemExit("No training data: pass --data DIR (built by python -m train.build_data) or --mix FILE.")
+    return [example for path in data_files(data_args.data) for example in read_jsonl(path)]
+
+
+class EpochLengthSampler(LengthGroupedSampler):
+    """Length-grouped order drawn from (seed, epoch): the same on every rank and after a resume."""
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int):
+        super().__init__(batch_size, lengths=lengths)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:  # called by the Trainer / accelerate every epoch
+        self.epoch = epoch
+
+    def __iter__(self):
+        self.generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return super().__iter__()
+
+
+class UniMuMERTrainer(Trainer):
+    """Trainer with cheap length-grouping and a resume that really restores Qwen2.5-VL weights."""
+
+    def _get_train_sampler(self, train_dataset=None):
+        # The stock sampler would encode every record (decoding every image) just to measure it.
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy == "group_by_length" and isinstance(dataset, SFTDataset):
+            megabatch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+            return EpochLengthSampler(megabatch, dataset.lengths, self.args.data_seed or self.args.seed)
+        return super()._get_train_sampler(train_dataset)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        """Reload resumed weights through from_pretrained, which knows Qwen2.5-VL's key renaming.
+
+        save_pretrained writes the legacy key names (`visual.*`, `model.layers.*`); the stock resume
+        loads them with load_state_dict(strict=False), silently skipping every weight
+        (huggingface/transformers#43701). DeepSpeed and FSDP resume through their own formats.
+        """
+        if model is not None or self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        saved = type(self.model).from_pretrained(resume_from_checkpoint, dtype=self.model.dtype)
+        self.model.load_state_dict(saved.state_dict())  # strict: a mismatch is an error, not a warning
+
+
+class LearningCurveCallback(TrainerCallback):
+    """Appends {step, loss, learning_rate, ...} and ExpRate results to OUT/learning_curve.jsonl."""
+
+    KEYS = ("loss", "learning_rate", "grad_norm", "epoch", "exprate", "exprate_le1", "exprate_n")
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        # On resume, forget what was logged after the checkpoint: those steps are trained again.
+        if state.is_world_process_zero and self.path.is_file():
+            lines = [line for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            kept = [line for line in lines if json.loads(line)["step"] <= state.global_step]
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+            tmp.replace(self.path)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        entry = {key: logs[key] for key in self.KEYS if logs and key in logs}
+        if state.is_world_process_zero and ("loss" in entry or "exprate" in entry):
+            with self.path.open("a", encoding="utf-8") as out:
+                out.write(json.dumps({"step": state.global_step, **entry}) + "\n")
+
+
+class ExpRateCallback(TrainerCallback):
+    """Every `every` steps, greedy-decode `limit` held-out images and log ExpRate (main process only).
+
+    Not for ZeRO-3 (parameters are sharded, generation would need every rank).
+    """
+
+    def __init__(self, trainer: Trainer, items: list[dict], every: int, limit: int, max_pixels: int):
+        self.trainer = trainer
+        self.items = items[:limit]  # {img_id, image_path, gt} as train.evaluate reads them
+        self.every = every
+        self.max_pixels = max_pixels
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.every == 0 and state.is_world_process_zero:
+            should_log = control.should_log  # Trainer.log resets it, which would drop this step's loss
+            self.trainer.log(self.score())
+            control.should_log = should_log
+
+    def score(self) -> dict:
+        from unimumer.metrics import score
+        from unimumer.recognizer import Recognizer
+
+        model = self.trainer.model
+        was_training = model.training
+        recognizer = Recognizer(model, self.trainer.processing_class, max_pixels=self.max_pixels)
+        try:
+            results = recognizer.recognize_batch([i["image_path"] for i in self.items], mode="vanilla")
+        finally:
+            model.train(was_training)
+        metrics = score({"gt": i["gt"], "pred": r.latex} for i, r in zip(self.items, results))
+        return {"exprate": metrics["exprate"], "exprate_le1": metrics["le1"], "exprate_n": metrics["n"]}
+
+
+def checkpoints(out: Path) -> list[Path]:
+    """OUT/checkpoint-N folders, oldest first."""
+    found = [p for p in out.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def newest_complete(found: list[Path]) -> Path | None:
+    """The newest checkpoint whose trainer_state.json (the Trainer writes it last) is whole."""
+    for path in reversed(found):
+        try:
+            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
+        except (OSError, ValueError, KeyError):
+            continue
+        return path
+    return None
+
+
+def discard_partial(found: list[Path], last: Path | None, training_args: TrainingArguments) -> None:
+    """Delete checkpoints newer than `last`: a killed save left them incomplete; they are redone."""
+    if not training_args.should_save:
+        return
+    for path in found:
+        if last is None or int(path.name.split("-")[-1]) > int(last.name.split("-")[-1]):
+            logger.warning("Removing the incomplete %s (the run was interrupted while saving it).", path)
+            shutil.rmtree(path)
+
+
+def write_record(path: Path, examples: list, model_args, data_args, training_args) -> None:
+    """What the model card needs later (train.push): base model, data files and their sizes, recipe."""
+    record = {
+        "base_model": model_args.model if model_args.model != TINY else "unimumer.tiny (random init)",
+        "data": dict(Counter(e.source for e in examples)),
+        "tasks": sorted({e.source.rsplit("_", 1)[-1] for e in examples}),
+        "cutoff_len": data_args.cutoff_len,
+        "max_pixels": data_args.max_pixels,
+        "augment": data_args.augment,
+        "learning_rate": training_args.learning_rate,
+        "lr_scheduler_type": str(training_args.lr_scheduler_type.value),
+        "warmup_steps": training_args.warmup_steps,
+        "num_train_epochs": training_args.num_train_epochs,
+        "max_steps": training_args.max_steps,
+        "effective_batch_size": training_args.train_batch_size
+        * training_args.gradient_accumulation_steps
+        * training_args.world_size,
+        "precision": "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32",
+        "deepspeed": Path(training_args.deepspeed).name if isinstance(training_args.deepspeed, str) else None,
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    run_args, model_args, data_args, training_args = parse_args(argv)
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    out = Path(training_args.output_dir)
+
+    existing = checkpoints(out)
+    if existing and not run_args.resume:
+        raise SystemExit(
+            f"{out} already has {existing[-1].name}: pass --resume to continue it, or another --output_dir."
+        )
+    last = newest_complete(existing) if run_args.resume else None
+    if run_args.resume:
+        if last is None:
+            logger.warning("No complete checkpoint in %s: starting from the beginning.", out)
+        discard_partial(existing, last, training_args)
+
+    try:
+        examples = load_examples(data_args, training_args.seed)
+        held_out = vanilla_items(Path(data_args.eval_data)) if data_args.eval_data else []
+    except (RecordError, OSError) as error:
+        raise SystemExit(str(error)) from None
+    if not examples:
+        raise SystemExit("The training data has no records.")
+
+    base = base_model(model_args, training_args)
+    processor = load_processor(base)
+    # bf16 weights only under DeepSpeed, which keeps fp32 master copies; otherwise the Trainer's autocast
+    # computes in bf16 on fp32 weights (a 1e-5 step vanishes in bf16 weights).
+    dtype = torch.bfloat16 if training_args.bf16 and training_args.deepspeed else torch.float32
+    model = AutoModelForImageTextToText.from_pretrained(
+        base, dtype=dtype, attn_implementation=model_args.attn_implementation
+    )
+    model.requires_grad_(True)  # full fine-tuning: vision tower, merger and language model
+    model.config.use_cache = False
+    log_parameters(model)
+
+    dataset = SFTDataset(
+        examples, processor, cutoff_len=data_args.cutoff_len, max_pixels=data_args.max_pixels, augment=data_args.augment
+    )
+    logger.info(
+        "%d training records from %d files; effective batch %d (%d per device x %d accumulation x %d processes)",
+        len(dataset), len({e.source for e in examples}),
+        training_args.train_batch_size * training_args.gradient_accumulation_steps * training_args.world_size,
+        training_args.train_batch_size, training_args.gradient_accumulation_steps, training_args.world_size,
+    )
+    training_args.remove_unused_columns = False  # the collator's pixel/grid/mm-type columns are all needed
+    trainer = UniMuMERTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=dataset,
+        data_collator=Collator(pad_token_id=processor.tokenizer.pad_token_id),
+        processing_class=processor,
+        callbacks=[LearningCurveCallback(out / CURVE_NAME)],
+    )
+    if data_args.exprate_steps and held_out:
+        trainer.add_callback(
+            ExpRateCallback(trainer, held_out, data_args.exprate_steps, data_args.exprate_limit, data_args.max_pixels)
+        )
+    if trainer.is_world_process_zero():
+        out.mkdir(parents=True, exist_ok=True)
+        write_record(out / RECORD_NAME, examples, model_args, data_args, training_args)
+
+    trainer.train(resume_from_checkpoint=str(last) if last else None)
+    trainer.save_model(str(out))  # weights, config, generation config and the processor
+    trainer.save_state()
+    if trainer.is_world_process_zero():
+        logger.info("Saved the fine-tuned model to %s (global step %d).", out, trainer.state.global_step)
+    return 0
+
+
+def log_parameters(model) -> None:
+    """Parameter counts of the vision tower, the merger and the language model (all trainable)."""
+    groups = Counter()
+    for name, param in model.named_parameters():
+        part = "merger" if "merger" in name else "vision" if "visual." in name else "language"
+        groups[part, param.requires_grad] += param.numel()
+    summary = ", ".join(
+        f"{part} {n / 1e6:.2f} M{'' if trainable else ' (frozen)'}" for (part, trainable), n in sorted(groups.items())
+    )
+    logger.info("Parameters: %s", summary)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

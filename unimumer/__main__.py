@@ -1,0 +1,5 @@
+import sys
+
+from unimumer.cli import main
+
+sys.exit(main())

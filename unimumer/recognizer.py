@@ -1,0 +1,330 @@
+"""`Recognizer`: handwritten math image in, LaTeX out, with any Uni-MuMER checkpoint.
+
+    from unimumer import Recognizer
+    rec = Recognizer.from_pretrained()            # $UNIMUMER_MODEL, else phxember/Uni-MuMER-Qwen2.5-VL-3B
+    rec.recognize("formula.png").latex
+    rec.recognize(image, mode=["tree", "count", "correct"])
+    rec.recognize_batch(paths, mode="vanilla", batch_size=16)
+
+Modes (each pass is one generate call with the task's prompt from `unimumer.tasks`):
+- vanilla: the LaTeX;  tree: a syntax tree, then the LaTeX;  count: symbol counts, then the LaTeX;
+- correct: a first reading, then error_find marks its errors, then error_fix rewrites the marked places
+  (skipped when nothing is marked). Combined with tree or count, the first reading comes from them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForImageTextToText, StoppingCriteriaList
+
+from unimumer.generation import (
+    REPETITION_WARNING, GenerationOptions, RepetitionGuard, chat_prompt, image_size, looped,
+)
+from unimumer.hub import ModelLoadError, download, resolve_model
+from unimumer.images import DEFAULT_MAX_PIXELS, QWEN_MIN_PIXELS as MIN_PIXELS, ImageError, load_image, prepare_image
+from unimumer.processor import load_processor
+from unimumer.tasks import DELETED, ERROR_START, consistency_warnings, human_prompt, parse_output
+
+MODES = ("vanilla", "tree", "count", "correct")
+READINGS = ("tree", "count", "vanilla")  # which first reading `correct` starts from, in order of preference
+KEEP_CANDIDATE_WARNING = "The correction pass gave no usable answer, so the first reading is kept."
+
+
+@dataclass
+class RecognitionResult:
+    """What `recognize` returns. Extras are None when their mode did not run."""
+
+    latex: str
+    mode: str
+    tree: str | None = None  # tree mode: the syntax tree lines
+    counts: list[tuple[str, int]] | None = None  # count mode: (symbol, n) in first-seen order
+    marked: str | None = None  # correct mode: the first reading with <error_start> <error_end> <deleted> tags
+    log: list[str] | None = None  # correct mode: REPLACE / INSERT / DELETE operations
+    candidate: str | None = None  # correct mode: the first reading
+    warnings: list[str] = field(default_factory=list)  # plain sentences: tree/counts disagree, loops, ...
+    structured: bool = True  # the final pass had the structure its task asks for
+    visual_tokens: int = 0
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per pass (its share of a batch)
+    raw: dict[str, str] = field(default_factory=dict)  # model output per pass
+    error: str | None = None  # set instead of raising by recognize_batch(raise_errors=False)
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        if self.counts is not None:
+            out["counts"] = [[token, n] for token, n in self.counts]
+        return out
+
+
+def normalize_modes(mode) -> tuple[str, ...]:
+    """"tree", "tree+count" or ["count", "correct"] -> the modes in canonical order."""
+    requested = mode.split("+") if isinstance(mode, str) else list(mode)
+    unknown = [m for m in requested if m not in MODES]
+    if unknown or not requested:
+        raise ValueError(f"Unknown mode {'+'.join(map(str, unknown)) or '(none)'}; choose from {', '.join(MODES)}.")
+    return tuple(m for m in MODES if m in requested)
+
+
+def _device_and_dtype(device: str, dtype) -> tuple[str, torch.dtype]:
+    """"auto" -> CUDA when present, else CPU; bfloat16 on CUDA, float32 on CPU. ValueError for bad names."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise ValueError(f"Unknown device {device!r}; use cpu, cuda or cuda:N.") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError("CUDA was requested but this machine has no usable CUDA GPU; use the cpu device.")
+    if dtype == "auto":
+        return device, torch.bfloat16 if kind == "cuda" else torch.float32
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype, None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError("Unknown dtype; use float32, bfloat16 or float16.")
+    return device, dtype
+
+
+def _has_marks(marked: str | None) -> bool:
+    tokens = (marked or "").split()
+    return ERROR_START in tokens or DELETED in tokens
+
+
+@dataclass
+class _Pass:
+    """One generation for one image."""
+
+    text: str
+    seconds: float
+    visual_tokens: int
+    looped: bool
+
+
+def training_max_pixels(processor) -> int:
+    """The image area the checkpoint was trained at: 512x512, or its processor's lower cap."""
+    trained = getattr(processor.image_processor, "max_pixels", None) or DEFAULT_MAX_PIXELS
+    return max(MIN_PIXELS, min(DEFAULT_MAX_PIXELS, trained))
+
+
+class Recognizer:
+    """A loaded checkpoint plus its processor; see the module docstring."""
+
+    def __init__(
+        self,
+        model,
+        processor,
+        *,
+        model_name: str = "",
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        notice: str | None = None,
+        is_bundled: bool = False,
+    ):
+        if max_pixels < MIN_PIXELS:
+            raise ValueError(f"max_pixels must be at least {MIN_PIXELS} (56 x 56).")
+        self.model = model.eval() if isinstance(model, torch.nn.Module) else model  # vLLM: an engine
+        self.processor = processor
+        self.model_name = model_name
+        self.max_pixels = max_pixels
+        self.notice = notice
+        self.is_bundled = is_bundled
+        tokenizer = processor.tokenizer
+        self.eos_token_ids = [
+            i for i in dict.fromkeys(tokenizer.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])) if i is not None
+        ]
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_token_ids[-1]
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str | None = None,
+        device: str = "auto",
+        dtype="auto",
+        max_pixels: int | None = None,
+    ) -> "Recognizer":
+        """Load a checkpoint: a folder, "bundled", a Hub id, or None for $UNIMUMER_MODEL / the released 3B.
+
+        device "auto" is CUDA when present, else CPU; dtype "auto" is bfloat16 on CUDA, float32 on CPU.
+        max_pixels None is the training resolution: 512x512, or less when the checkpoint's processor
+        caps images lower (the bundled small model was trained on smaller images).
+        Raises ModelLoadError with one sentence when the model cannot be found or loaded.
+        """
+        device, dtype = _device_and_dtype(device, dtype)
+        if max_pixels is not None and max_pixels < MIN_PIXELS:
+            raise ValueError(f"max_pixels must be at least {MIN_PIXELS} (56 x 56).")
+        choice = resolve_model(model)
+        path = download(choice)
+        try:
+            processor = load_processor(path)
+            network = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype).to(device)
+        except (OSError, ValueError, KeyError, RuntimeError, TypeError, ImportError) as error:
+            lines = str(error).strip().splitlines() or [type(error).__name__]
+            raise ModelLoadError(f"Could not load the model from {path}: {lines[0]}") from None
+        return cls(
+            network,
+            processor,
+            model_name=choice.name,
+            max_pixels=max_pixels or training_max_pixels(processor),
+            notice=choice.notice,
+            is_bundled=choice.is_bundled,
+        )
+
+    @property
+    def device(self) -> str:
+        return str(self.model.device)
+
+    def save_pretrained(self, out_dir) -> Path:
+        """Write model and processor so that `Recognizer.from_pretrained(out_dir)` loads them back."""
+        out = Path(out_dir)
+        self.model.save_pretrained(out)
+        self.processor.save_pretrained(out)
+        return out
+
+    def prepare(self, image):
+        """Any supported input (path, bytes, PIL, numpy, Gradio sketch dict) -> the model's RGB input image."""
+        return prepare_image(load_image(image), max_pixels=self.max_pixels)
+
+    def visual_tokens(self, image) -> int:
+        """Visual tokens the model spends on a prepared image (the processor rounds sides to 28 px)."""
+        processor = self.processor.image_processor
+        patches = processor.get_number_of_image_patches(image.height, image.width, {"max_pixels": self.max_pixels})
+        return patches // processor.merge_size**2
+
+    def recognize(self, image, mode="vanilla", **options) -> RecognitionResult:
+        """Recognise one image; `options` are GenerationOptions fields (max_new_tokens, do_sample, ...).
+        Raises ImageError (one sentence) for unreadable, huge or blank images."""
+        return self.recognize_batch([image], mode, batch_size=1, **options)[0]
+
+    def recognize_batch(
+        self,
+        images,
+        mode="vanilla",
+        batch_size: int = 8,
+        *,
+        raise_errors: bool = True,
+        **options,
+    ) -> list[RecognitionResult]:
+        """Recognise many images, `batch_size` per generate call (similar sizes batched together).
+
+        With raise_errors=False an image that cannot be used gets a result with `error` set instead.
+        """
+        modes = normalize_modes(mode)
+        settings = GenerationOptions(**options)
+        name = "+".join(modes)
+        results: list[RecognitionResult | None] = [None] * len(images)
+        prepared, seconds = [], []
+        for i, image in enumerate(images):
+            start = time.perf_counter()
+            try:
+                prepared.append((i, self.prepare(image)))
+                seconds.append(time.perf_counter() - start)
+            except ImageError as error:
+                if raise_errors:
+                    raise
+                results[i] = RecognitionResult(latex="", mode=name, structured=False, error=str(error))
+        if prepared:
+            done = self._recognize_prepared([image for _, image in prepared], modes, settings, batch_size)
+            for (i, _), result, prep in zip(prepared, done, seconds):
+                result.seconds = round(result.seconds + prep, 4)
+                results[i] = result
+        return results
+
+    # -- the mode pipeline ---------------------------------------------------------------------------
+
+    def _recognize_prepared(self, images, modes, settings, batch_size) -> list[RecognitionResult]:
+        name = "+".join(modes)
+        results = [RecognitionResult(latex="", mode=name) for _ in images]
+        readings = [m for m in READINGS if m in modes] or ["vanilla"]
+        parsed: dict[str, list] = {}
+        for task in readings:
+            passes = self._run(task, images, [human_prompt(task)] * len(images), settings, batch_size)
+            parsed[task] = [parse_output(task, p.text) for p in passes]
+            for result, p, out in zip(results, passes, parsed[task]):
+                self._record(result, task, p)
+                if task != "vanilla":
+                    result.warnings.extend(consistency_warnings(out))
+                if task == "tree":
+                    result.tree = out.tree
+                elif task == "count":
+                    result.counts = out.counts
+        for i, result in enumerate(results):
+            runs = [parsed[task][i] for task in readings]
+            first = next((out for out in runs if out.structured), runs[0])
+            result.latex, result.structured = first.latex, first.structured
+        if "correct" in modes:
+            self._correct(images, results, settings, batch_size)
+        for result in results:
+            result.warnings = list(dict.fromkeys(result.warnings))
+        return results
+
+    def _correct(self, images, results, settings, batch_size) -> None:
+        """error_find on each first reading, then error_fix where something was marked."""
+        prompts = [human_prompt("error_find", candidate=r.latex) for r in results]
+        for result, p in zip(results, self._run("error_find", images, prompts, settings, batch_size)):
+            self._record(result, "error_find", p)
+            result.candidate = result.latex
+            result.marked = parse_output("error_find", p.text).marked
+        todo = [i for i, r in enumerate(results) if _has_marks(r.marked)]
+        prompts = [human_prompt("error_fix", marked=results[i].marked) for i in todo]
+        passes = self._run("error_fix", [images[i] for i in todo], prompts, settings, batch_size)
+        for i, p in zip(todo, passes):
+            result = results[i]
+            self._record(result, "error_fix", p)
+            fixed = parse_output("error_fix", p.text, marked=result.marked)
+            result.log = fixed.operations
+            result.warnings.extend(consistency_warnings(fixed))
+            if fixed.structured and fixed.latex.strip():
+                result.latex, result.structured = fixed.latex, True
+            else:
+                result.warnings.append(KEEP_CANDIDATE_WARNING)
+
+    @staticmethod
+    def _record(result: RecognitionResult, task: str, p: _Pass) -> None:
+        result.raw[task] = p.text
+        result.timings[task] = round(p.seconds, 4)
+        result.seconds += p.seconds
+        result.visual_tokens = p.visual_tokens
+        if p.looped:
+            result.warnings.append(REPETITION_WARNING)
+
+    # -- batched generation ----------------------------------------------------------------------------
+
+    def _run(self, task, images, prompts, settings, batch_size) -> list[_Pass]:
+        """Generate for every (image, prompt), similar image sizes and prompt lengths batched together."""
+        order = sorted(range(len(images)), key=lambda i: (images[i].width * images[i].height, len(prompts[i])))
+        out: list[_Pass | None] = [None] * len(images)
+        for start in range(0, len(order), max(1, batch_size)):
+            chunk = order[start : start + max(1, batch_size)]
+            passes = self._generate(task, [images[i] for i in chunk], [prompts[i] for i in chunk], settings)
+            for i, p in zip(chunk, passes):
+                out[i] = p
+        return out
+
+    def _generate(self, task, images, prompts, settings: GenerationOptions) -> list[_Pass]:
+        """One generate call for a batch (left padded). The vLLM backend replaces this method."""
+        start = time.perf_counter()
+        texts = [chat_prompt(self.processor, prompt) for prompt in prompts]
+        inputs = self.processor(
+            text=texts, images=images, size=image_size(self.processor, self.max_pixels), padding=True, padding_side="left", return_tensors="pt"
+        )  # left padding: every row's generation continues at the right edge
+        inputs = inputs.to(self.model.device)
+        prompt_length = inputs["input_ids"].shape[1]
+        criteria = StoppingCriteriaList([RepetitionGuard(prompt_length)] if settings.loop_guard else [])
+        with torch.inference_mode():
+            output = self.model.generate(
+                **inputs,  # includes mm_token_type_ids: without it M-RoPE silently degrades to 1-D positions
+                generation_config=settings.config(task, self.eos_token_ids, self.pad_token_id),
+                stopping_criteria=criteria,
+            )
+        merge = self.processor.image_processor.merge_size ** 2
+        tokens = [int(t * h * w) // merge for t, h, w in inputs["image_grid_thw"].tolist()]
+        share = (time.perf_counter() - start) / len(images)
+        passes = []
+        for row, visual in zip(output[:, prompt_length:].tolist(), tokens):
+            ends = [k for k, t in enumerate(row) if t in self.eos_token_ids]
+            ids = row[: ends[0]] if ends else row
+            text = self.processor.tokenizer.decode(ids, skip_special_tokens=True)
+            passes.append(_Pass(text.strip(), share, visual, looped=not ends and looped(ids)))
+        return passes
