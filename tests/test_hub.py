@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from unimumer import hub
-from unimumer.hub import BUNDLED_NOTICE, DEFAULT_MODEL, ModelLoadError, hub_reachable, resolve_model
+from unimumer.hub import (
+    BUNDLED_NOTICE, BUNDLED_REQUESTED_NOTICE, DEFAULT_MODEL, ModelLoadError, hub_reachable, resolve_model,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 UNREACHABLE = "http://hub.invalid"  # .invalid never resolves (RFC 2606): no traffic leaves the machine
@@ -68,7 +70,7 @@ def test_bundled_missing_is_said_clearly(no_bundled):
 
 def test_bundled(bundled, tiny_model_dir):
     choice = resolve_model("bundled")
-    assert choice.is_bundled and choice.path == str(tiny_model_dir) and choice.notice is None
+    assert choice.is_bundled and choice.path == str(tiny_model_dir) and choice.notice == BUNDLED_REQUESTED_NOTICE
 
 
 def test_offline_default_falls_back_to_bundled(bundled):

@@ -215,3 +215,11 @@ def test_tree_and_count_extras_and_warnings(recognizer):
     assert result.tree == "\\frac\n\ta (above)\n\tb (below)" and result.latex == "\\frac { a } { b }"
     assert result.counts == [("x", 2)]
     assert any("counts disagree" in w for w in result.warnings)
+
+
+def test_max_pixels_defaults_to_the_checkpoints_training_resolution(tmp_path):
+    from unimumer.tiny import build_tiny
+
+    small = build_tiny(tmp_path / "small-images", seed=1, max_pixels=40_000)
+    assert Recognizer.from_pretrained(str(small)).max_pixels == 40_000
+    assert Recognizer.from_pretrained(str(small), max_pixels=90_000).max_pixels == 90_000

@@ -25,6 +25,10 @@ BUNDLED_NOTICE = (
     "The Hugging Face Hub cannot be reached, so the small offline model bundled with Uni-MuMER is answering; "
     "it is much less accurate than the released 3B model."
 )
+BUNDLED_REQUESTED_NOTICE = (
+    "The small offline model bundled with Uni-MuMER is answering, as requested; "
+    "it is much less accurate than the released 3B model."
+)
 # What a checkpoint needs: weights, configs, tokenizer, chat template (not the training states).
 MODEL_FILES = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "*.tiktoken"]
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -138,7 +142,7 @@ def resolve_model(name: str | None = None) -> ModelChoice:
                 "No bundled offline model is installed with this copy of Uni-MuMER; "
                 "pass a checkpoint folder or a Hugging Face Hub id instead."
             )
-        return ModelChoice(BUNDLED, str(BUNDLED_MODEL_DIR), BUNDLED)
+        return ModelChoice(BUNDLED, str(BUNDLED_MODEL_DIR), BUNDLED, notice=BUNDLED_REQUESTED_NOTICE)
     path = Path(name).expanduser()
     if path.exists():
         if not is_checkpoint(path):

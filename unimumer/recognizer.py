@@ -105,7 +105,9 @@ class _Pass:
 
 def training_max_pixels(processor) -> int:
     """The image area the checkpoint was trained at: 512x512, or its processor's lower cap."""
-    trained = getattr(processor.image_processor, "max_pixels", None) or DEFAULT_MAX_PIXELS
+    # transformers 5 keeps the cap in `size["longest_edge"]` (older configs: `max_pixels`)
+    size = getattr(processor.image_processor, "size", None) or {}
+    trained = size.get("longest_edge") or getattr(processor.image_processor, "max_pixels", None) or DEFAULT_MAX_PIXELS
     return max(MIN_PIXELS, min(DEFAULT_MAX_PIXELS, trained))
 
 
