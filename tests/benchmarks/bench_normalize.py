@@ -5,15 +5,12 @@ Prints one JSON line: counts, how many raised LatexError, and the rate for each 
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from reference import parse_data_folder, reference_records
 
 from unimumer.latex import LatexError, normalize  # noqa: E402
 
@@ -43,15 +40,12 @@ def timed(texts: list[str]) -> tuple[float, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="the reference data folder")
-    args = parser.parse_args()
-    files = sorted((args.data / "reference_preds").glob("*_pred.json"))
-    if not files:
-        print(json.dumps({"skipped": f"no reference predictions under {args.data}"}))
+    data = parse_data_folder(__doc__)
+    records = reference_records(data)
+    if records is None:
         return
-    gts = [record["gt"] for path in files for record in json.loads(path.read_text())]
-    truths = inkml_truths(args.data / "crohme" / "inkml")
+    gts = [record["gt"] for record in records]
+    truths = inkml_truths(data / "crohme" / "inkml")
     gt_rate, gt_errors = timed(gts)
     truth_rate, truth_errors = timed(truths)
     all_rate, _ = timed(gts + truths)

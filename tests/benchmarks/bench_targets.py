@@ -5,14 +5,10 @@ Prints one JSON line (also the number of well-formed / malformed ground truths).
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from reference import parse_data_folder, reference_records
 
 from unimumer.tasks import MalformedLatexError, correction_log, count_target, mark_errors, tree_target  # noqa: E402
 
@@ -25,14 +21,10 @@ def rate(function, items) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="the reference data folder")
-    args = parser.parse_args()
-    files = sorted((args.data / "reference_preds").glob("*_pred.json"))
-    if not files:
-        print(json.dumps({"skipped": f"no reference predictions under {args.data}"}))
+    data = parse_data_folder(__doc__)
+    records = reference_records(data)
+    if records is None:
         return
-    records = [record for path in files for record in json.loads(path.read_text())]
     gts = [record["gt"] for record in records]
     well_formed = []
     for gt in gts:
