@@ -114,3 +114,16 @@ def test_size_helpers():
     assert TinySize().mrope_section() == [4, 6, 6]
     assert TinySize(hidden_size=256, num_heads=4).mrope_section() == [8, 12, 12]
     assert TinySize(vision_depth=8).fullatt_block_indexes() == [3, 7]
+
+
+def test_paper_is_zero_after_normalisation(tiny_model_dir):
+    """White paper must reach the vision tower as zeros (a constant background made it collapse)."""
+    import numpy as np
+    from PIL import Image
+
+    from unimumer.processor import load_processor
+
+    processor = load_processor(tiny_model_dir)
+    white = Image.new("RGB", (56, 56), "white")
+    pixels = processor.image_processor(images=[white], return_tensors="np")["pixel_values"]
+    assert np.abs(pixels).max() < 1e-6
