@@ -21,14 +21,12 @@ DEFAULT_MODEL = "phxember/Uni-MuMER-Qwen2.5-VL-3B"
 BUNDLED_MODEL_DIR = Path(__file__).resolve().parent / "bundled"
 ENV_VAR = "UNIMUMER_MODEL"
 BUNDLED = "bundled"
+_LESS_ACCURATE = "it is much less accurate than the released 3B model."
 BUNDLED_NOTICE = (
     "The Hugging Face Hub cannot be reached, so the small offline model bundled with Uni-MuMER is answering; "
-    "it is much less accurate than the released 3B model."
+    + _LESS_ACCURATE
 )
-BUNDLED_REQUESTED_NOTICE = (
-    "The small offline model bundled with Uni-MuMER is answering, as requested; "
-    "it is much less accurate than the released 3B model."
-)
+BUNDLED_REQUESTED_NOTICE = "The small offline model bundled with Uni-MuMER is answering, as requested; " + _LESS_ACCURATE
 # What a checkpoint needs: weights, configs, tokenizer, chat template (not the training states).
 MODEL_FILES = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "*.tiktoken"]
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")

@@ -10,7 +10,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from reference import parse_data_folder, reference_records
+from reference import parse_data_folder, reference_records  # also puts the repository on sys.path
 
 from unimumer.latex import LatexError, normalize  # noqa: E402
 

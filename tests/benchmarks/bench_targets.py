@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 
-from reference import parse_data_folder, reference_records
+from reference import parse_data_folder, reference_records  # also puts the repository on sys.path
 
 from unimumer.tasks import MalformedLatexError, correction_log, count_target, mark_errors, tree_target  # noqa: E402
 
