@@ -197,15 +197,17 @@ def test_an_oversized_image_is_refused_in_one_sentence(client, tmp_path):
 
 
 def test_an_unreachable_hub_starts_in_seconds_and_says_so(tmp_path):
-    """The default checkpoint, nothing cached, the Hub unreachable: the bundled model answers with a
-    banner, or (when this copy has none) the page says why nothing can answer."""
+    """No model configured, nothing cached, HF_HUB_OFFLINE unset, the Hub unreachable: the bundled model
+    answers within the start limit, and the page and the log say that this small offline model answers."""
+    assert bundled_available()
     with serve_app(None, tmp_path / "app.log", HF_HOME=str(tmp_path / "hf-home")) as (url, seconds):
         assert seconds < START_LIMIT
         info = config_value(url, "model-info")
-        if bundled_available():
-            assert "banner" in info and "cannot be reached" in info
-        else:
-            assert "could not be loaded" in info and "cannot be reached" in info
+        assert "banner" in info and "cannot be reached" in info and "small offline model" in info
+        latex, *_ = Client(url, verbose=False).predict(handle_file(str(ROOT / "examples" / "quadratic.png")),
+                                                        api_name="/recognize")
+        assert latex.strip()
+    assert "small offline model" in (tmp_path / "app.log").read_text()
 
 
 def test_a_model_that_cannot_load_is_shown_on_the_page(tmp_path):

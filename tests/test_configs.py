@@ -46,3 +46,24 @@ def test_accelerate_config_launches_four_processes():
     config = ClusterConfig.from_yaml_file(str(CONFIGS / "accelerate_multi_gpu.yaml"))
     assert config.distributed_type == "MULTI_GPU" and config.num_processes == GPUS and config.num_machines == 1
     assert config.mixed_precision == "no"  # precision comes from the training YAML only
+
+
+def test_bundled_model_stages_chain_and_read_the_documented_data():
+    """train/configs/bundled: stage N starts from stage N-1's output and mixes data/bundled files that the
+    build commands of docs/training.md write (names checked here; the data itself is not in the repo)."""
+    from train.dataset import read_mix
+
+    built = {f"crohme_{t}" for t in ("vanilla", "tree", "count")} | {f"synth_{t}" for t in ("vanilla", "tree", "count")}
+    built |= {"crohme_symbols_vanilla", "short_vanilla", "mid_vanilla", "edl_error_find", "edl_error_fix", "crohme_strings_vanilla"}
+    previous = "runs/bundled/base"
+    for stage in range(1, 5):
+        _, model, data, args = parse(f"bundled/stage{stage}.yaml")
+        assert model.model == previous and args.output_dir == f"runs/bundled/stage{stage}"
+        previous = args.output_dir
+        assert args.use_cpu and data.max_pixels == 40000 and data.augment and args.max_steps > 0
+        assert args.learning_rate <= 4e-4  # higher rates collapsed the from-scratch vision tower
+        mix = read_mix(ROOT / data.mix)
+        assert {path.parent for path, _ in mix} == {ROOT / "data" / "bundled"}
+        assert {path.stem for path, _ in mix} <= built and all(weight > 0 for _, weight in mix)
+    assert {path.stem for path, _ in mix} >= {"edl_error_find", "edl_error_fix", "crohme_tree", "crohme_count"}
+    assert model.rope_theta == 10  # the last stage gives the image-width positions usable rotary frequencies

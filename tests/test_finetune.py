@@ -281,6 +281,21 @@ def test_full_finetune_trains_every_part_saves_and_resumes_weights(data_dir, tin
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 8
 
 
+def test_rope_theta_override_is_trained_with_and_saved(data_dir, tiny_model_dir, tmp_path):
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    out = tmp_path / "run"
+    assert run_finetune("--config", TINY_CPU, "--model", tiny_model_dir, "--data", data_dir, "--output_dir", out,
+                        "--per_device_train_batch_size", 4, "--max_steps", 1, "--rope_theta", 10,
+                        "--disable_tqdm", "true") == 0
+    assert AutoConfig.from_pretrained(out).text_config.rope_parameters["rope_theta"] == 10
+    assert AutoConfig.from_pretrained(tiny_model_dir).text_config.rope_parameters["rope_theta"] != 10
+    model = AutoModelForImageTextToText.from_pretrained(out)
+    inv_freq = model.model.language_model.rotary_emb.inv_freq
+    head = model.config.text_config.hidden_size // model.config.text_config.num_attention_heads
+    assert torch.allclose(inv_freq, 10.0 ** (-torch.arange(0, head, 2).float() / head))
+
+
 # ---- acceptance: kill -9 and resume on 300 real CROHME inks ------------------------------------------
 
 

@@ -127,6 +127,19 @@ def test_missing_file(tmp_path):
         load_predictions(tmp_path)
 
 
+def test_well_formed_share_when_the_file_records_structure(tmp_path, capsys):
+    records = [
+        {"gt": "a", "pred": "a", "structured": True},
+        {"gt": "b", "pred": "b", "structured": True, "warnings": ["The tree and the LaTeX disagree."]},
+        {"gt": "c", "pred": "c", "structured": False},
+        {"gt": "d", "pred": "", "structured": False, "error": "Recognition failed: broken image."},
+    ]
+    assert score(records)["well_formed"] == 25.0
+    assert "well_formed" not in score([{"gt": "a", "pred": "a"}])  # upstream files: the usual keys only
+    assert _evaluate([str(_write(tmp_path, json.dumps(records)))]) == 0
+    assert "well formed" in capsys.readouterr().out
+
+
 def _evaluate(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=EVALUATE_HELP)
     add_arguments(parser)

@@ -91,12 +91,13 @@ def test_cli_builds_a_bigger_model(tmp_path, capsys):
     out = tmp_path / "bigger"
     argv = ["--out", str(out), "--seed", "3", "--hidden-size", "192", "--num-heads", "6", "--num-layers", "3",
             "--intermediate-size", "512", "--vision-depth", "4", "--vision-hidden-size", "96", "--vision-heads", "3",
-            "--max-pixels", "200704", "--tie-word-embeddings"]
+            "--max-pixels", "200704", "--rope-theta", "10", "--tie-word-embeddings"]
     assert main(argv) == 0
     assert "M parameters" in capsys.readouterr().err
     config = json.loads((out / "config.json").read_text())
     assert config["text_config"]["hidden_size"] == 192 and config["text_config"]["num_hidden_layers"] == 3
     assert config["text_config"]["rope_parameters"]["mrope_section"] == [4, 6, 6]
+    assert config["text_config"]["rope_parameters"]["rope_theta"] == 10.0
     assert config["vision_config"]["depth"] == 4 and config["vision_config"]["fullatt_block_indexes"] == [3]
     assert config["tie_word_embeddings"] is True
     processor = json.loads((out / "processor_config.json").read_text())
@@ -108,6 +109,9 @@ def test_cli_rejects_impossible_sizes(tmp_path, capsys):
         main(["--out", str(tmp_path / "x"), "--hidden-size", "100", "--num-heads", "3"])
     assert exit_info.value.code == 2
     assert "multiple of 4" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "y"), "--rope-theta", "0.5"])
+    assert "rope_theta must be greater than 1" in capsys.readouterr().err
 
 
 def test_size_helpers():

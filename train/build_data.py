@@ -323,6 +323,18 @@ def build(
     return summary
 
 
+def build_with_pool(make_samples, out_dir, name: str, tasks: Iterable[str], workers: int, **kwargs) -> dict:
+    """`build` over the samples `make_samples(pool)` yields, where `pool` is a `multiprocessing.Pool` of
+    `workers` processes (None for one) that generators such as train.synth draw inks with; always closed."""
+    pool = multiprocessing.Pool(workers) if workers > 1 else None
+    try:
+        return build(make_samples(pool), out_dir, name, tasks, workers=workers, **kwargs)
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+
+
 def _run(stream: Iterator, state: _State, handles: dict, job: Job, workers: int, progress: bool,
          limit: int | None) -> None:
     """Process the remaining inputs, appending each chunk's records and recording progress."""

@@ -61,7 +61,8 @@ def prediction(item: dict, result, mode: str, model: str) -> dict:
     record = {**item, "mode": mode, "model": model}
     if result.error:
         return {**record, "pred": "", "error": result.error}
-    record.update(pred=result.latex, visual_tokens=result.visual_tokens, seconds=result.seconds)
+    record.update(pred=result.latex, structured=result.structured, visual_tokens=result.visual_tokens,
+                  seconds=result.seconds)
     extras = {"tree": result.tree, "counts": result.counts, "candidate": result.candidate, "log": result.log}
     record.update({key: value for key, value in extras.items() if value is not None})
     if result.warnings:

@@ -78,6 +78,11 @@ class ModelArguments:
     attn_implementation: str | None = field(
         default=None, metadata={"help": "attention kernel: sdpa, flash_attention_2, eager (default: transformers')"}
     )
+    rope_theta: float | None = field(
+        default=None,
+        metadata={"help": "set the language model's RoPE base (saved with the model). Qwen's 1e6 leaves the "
+                  "image-width positions of a small head (mrope's lowest frequencies) nearly invisible"},
+    )
 
 
 @dataclass
@@ -337,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     # computes in bf16 on fp32 weights (a 1e-5 step vanishes in bf16 weights).
     dtype = torch.bfloat16 if training_args.bf16 and training_args.deepspeed else torch.float32
     model = AutoModelForImageTextToText.from_pretrained(
-        base, dtype=dtype, attn_implementation=model_args.attn_implementation
+        base, dtype=dtype, attn_implementation=model_args.attn_implementation, **rope_override(base, model_args)
     )
     model.requires_grad_(True)  # full fine-tuning: vision tower, merger and language model
     model.config.use_cache = False
@@ -375,6 +380,19 @@ def main(argv: list[str] | None = None) -> int:
     if trainer.is_world_process_zero():
         logger.info("Saved the fine-tuned model to %s (global step %d).", out, trainer.state.global_step)
     return 0
+
+
+def rope_override(base: str, model_args: ModelArguments) -> dict:
+    """from_pretrained keyword arguments that set the text model's RoPE base ({} when not asked)."""
+    if model_args.rope_theta is None:
+        return {}
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(base)
+    text = getattr(config, "text_config", config)
+    text.rope_parameters = {**(text.rope_parameters or {}), "rope_theta": float(model_args.rope_theta)}
+    logger.info("Language-model RoPE base set to %g.", model_args.rope_theta)
+    return {"config": config}
 
 
 def log_parameters(model) -> None:

@@ -71,7 +71,7 @@ class Skip:
 # ---------------------------------------------------------------- helpers
 
 
-def _files(path: Path, suffixes: tuple[str, ...]) -> list[Path]:
+def files_under(path: Path, suffixes: tuple[str, ...]) -> list[Path]:
     """`path` itself, or every file under it with one of `suffixes`, in a stable (sorted) order."""
     if path.is_file():
         return [path]
@@ -170,7 +170,7 @@ def resolve(sample: Sample) -> Sample | Skip:
 
 def read_inkml(path: Path, label_keys: tuple[str, ...]) -> Iterator[Sample]:
     """Every *.inkml under `path`, id = file stem; parsing waits for `resolve`."""
-    for file in _files(path, (".inkml",)):
+    for file in files_under(path, (".inkml",)):
         yield Sample(id=file.stem, latex=None, ink_path=file, label_keys=label_keys, raw=True)
 
 
@@ -281,7 +281,7 @@ def _find_image(name: str, base: Path) -> Path:
 
 def read_im2latex(path: Path) -> Iterator[Sample | Skip]:
     """Im2LaTeX-v2 style JSON: image file + raw formula per row (shapes in the module docstring)."""
-    for file in _files(path, (".json", ".jsonl")):
+    for file in files_under(path, (".json", ".jsonl")):
         for number, row in enumerate(_json_rows(file)):
             where = f"{file.stem}:{number}"
             if isinstance(row, ValueError):
@@ -317,7 +317,7 @@ def _sample_id(image: str) -> str:
 def read_sharegpt(path: Path) -> Iterator[Sample | Skip]:
     """Uni-MuMER-Data style ShareGPT records; the vanilla ones give (image, LaTeX)."""
     vanilla = _collapse(human_prompt("vanilla"))
-    for file in _files(path, (".json", ".jsonl", ".parquet")):
+    for file in files_under(path, (".json", ".jsonl", ".parquet")):
         if file.name in ("dataset_info.json", "stats.json"):
             continue
         rows = _parquet_rows(file) if file.suffix == ".parquet" else _json_rows(file)

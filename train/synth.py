@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import multiprocessing
 import random
 import sys
 import time
 from pathlib import Path
 from typing import Iterator
 
-from train.build_data import BUILD_TASKS, DEFAULT_TASKS, build, default_workers
+from train.build_data import BUILD_TASKS, DEFAULT_TASKS, build_with_pool, default_workers
 from train.readers import Sample
 from train.synth_grammar import sample_latex
 from train.synth_ink import available_fonts, latex_to_ink, warm_glyphs
@@ -137,22 +136,17 @@ def main(argv: list[str] | None = None) -> int:
     available_fonts()  # warn about missing fonts once, up front
     source = {"synth": args.seed, "n": args.n, "max_len": args.max_len}
     start = time.perf_counter()
-    # Inks are drawn by this pool, then rendered and written by build's own pool of the same size.
+    # Inks are drawn by one pool, then rendered and written by build's own pool of the same size.
     # Glyphs are traced lazily per process; a big run traces them all first so forked workers share them.
     if args.workers > 1 and args.n >= WARM_FROM:
         warm_glyphs()
-    pool = multiprocessing.Pool(args.workers) if args.workers > 1 else None
     try:
-        samples = synth_samples(args.n, args.seed, args.name, args.max_len, pool)
-        stats = build(samples, args.out, args.name, tasks, workers=args.workers, source=source,
-                      progress=not args.no_progress, height=args.height)
+        stats = build_with_pool(lambda pool: synth_samples(args.n, args.seed, args.name, args.max_len, pool),
+                                args.out, args.name, tasks, args.workers, source=source,
+                                progress=not args.no_progress, height=args.height)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
     seconds = time.perf_counter() - start
     print(f"{args.name}: {stats['kept']} of {stats['inputs']} expressions; records: "
           f"{', '.join(f'{k} {v}' for k, v in stats['records'].items())}; {args.out} in {seconds:.1f} s")

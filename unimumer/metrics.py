@@ -6,6 +6,10 @@ score is the mean of (1 - d / max(len gt, len pred)) in percent; BLEU-4 is nltk'
 `corpus_bleu` with `SmoothingFunction().method4`, in percent; "CER" is upstream's definition,
 sum of token distances / sum of ground-truth characters (the space-separated string, spaces
 included) - not a character error rate in the usual sense, kept so results stay comparable.
+
+Prediction files written by this package also say whether each answer was well formed (`structured`:
+the tree / counts / correction log parsed; `warnings`: e.g. the tree disagrees with the LaTeX). When
+they do, `well_formed` is the percentage of answers that parsed and raised no warning.
 """
 from __future__ import annotations
 
@@ -42,7 +46,8 @@ def _bleu4(references: list[list[str]], hypotheses: list[list[str]]) -> float:
 
 
 def score(records: Iterable[dict]) -> dict:
-    """Metrics of `{gt, pred}` records: keys n, exprate, le1, le2, le3, edit_score, bleu4, cer.
+    """Metrics of `{gt, pred}` records: keys n, exprate, le1, le2, le3, edit_score, bleu4, cer, and
+    well_formed when the records carry `structured` (this package's prediction files do).
 
     Everything is a percentage except n and cer (upstream's ratio, see the module docstring).
     """
@@ -51,7 +56,11 @@ def score(records: Iterable[dict]) -> dict:
     within = [0, 0, 0, 0]
     similarity = 0.0
     total_distance = total_chars = 0
+    checked = well_formed = 0
     for record in records:
+        if "structured" in record:
+            checked += 1
+            well_formed += bool(record["structured"]) and not record.get("warnings") and not record.get("error")
         gt, pred = tokenize(record["gt"]), tokenize(record["pred"])
         d = edit_distance(gt, pred)
         for k in range(d, 4):
@@ -65,7 +74,7 @@ def score(records: Iterable[dict]) -> dict:
     n = len(refs)
     if n == 0:
         raise ValueError("There are no predictions to score.")
-    return {
+    metrics = {
         "n": n,
         "exprate": 100 * within[0] / n,
         "le1": 100 * within[1] / n,
@@ -75,6 +84,9 @@ def score(records: Iterable[dict]) -> dict:
         "bleu4": 100 * _bleu4(refs, hyps),
         "cer": total_distance / max(total_chars, 1),
     }
+    if checked:
+        metrics["well_formed"] = 100 * well_formed / checked
+    return metrics
 
 
 class PredictionFileError(ValueError):
@@ -146,13 +158,13 @@ Exit status 2 for a malformed or empty file.
 
 _ROWS = (("exprate", "ExpRate", "%"), ("le1", "<= 1 error", "%"), ("le2", "<= 2 errors", "%"),
          ("le3", "<= 3 errors", "%"), ("edit_score", "edit score", "%"), ("bleu4", "BLEU-4", ""),
-         ("cer", "CER*", ""))
+         ("cer", "CER*", ""), ("well_formed", "well formed", "%"))
 
 
 def format_table(path: str, metrics: dict) -> str:
     """The human-readable report printed without --json."""
     lines = [f"{path}: {metrics['n']} expressions"]
-    lines += [f"  {label:<12}{metrics[key]:>9.4f} {unit}".rstrip() for key, label, unit in _ROWS]
+    lines += [f"  {label:<12}{metrics[key]:>9.4f} {unit}".rstrip() for key, label, unit in _ROWS if key in metrics]
     lines.append("  * upstream's CER: sum of token edit distances / sum of ground-truth characters")
     return "\n".join(lines)
 
@@ -175,6 +187,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("predictions", metavar="PRED.json",
                         help="predictions file: JSON list or JSON lines of {gt, pred, ...}")
     parser.add_argument("--json", action="store_true",
-                        help="print one JSON object (n, exprate, le1, le2, le3, edit_score, bleu4, cer) "
-                             "instead of the table")
+                        help="print one JSON object (n, exprate, le1, le2, le3, edit_score, bleu4, cer, and "
+                             "well_formed when the file records it) instead of the table")
     parser.set_defaults(run=run)

@@ -3,7 +3,7 @@
 Inputs are image files or folders (searched recursively for .png .jpg .jpeg .bmp .gif .tif .tiff
 .webp). The output is a JSON list with one record per input:
 
-  {"img_id": file stem, "image_path", "mode", "pred": LaTeX, "visual_tokens", "seconds",
+  {"img_id": file stem, "image_path", "mode", "pred": LaTeX, "structured", "visual_tokens", "seconds",
    "tree" / "counts" / "candidate" / "marked" / "log" (the mode's extras), "warnings",
    "gt" (when --labels names the image), "model"}
 
@@ -231,7 +231,8 @@ def _record(path: Path, mode: str, labels, model: str, result=None, error: str |
         record.update(pred="", error=error)
     else:
         data = result.to_dict()
-        record.update(pred=data["latex"], visual_tokens=data["visual_tokens"], seconds=data["seconds"])
+        record.update(pred=data["latex"], structured=data["structured"], visual_tokens=data["visual_tokens"],
+                      seconds=data["seconds"])
         record.update({key: data[key] for key in EXTRAS if data[key] is not None})
         if data["warnings"]:
             record["warnings"] = data["warnings"]

@@ -124,6 +124,11 @@ class TinySize:
     max_pixels: int = field(default=DEFAULT_MAX_PIXELS, metadata={"help": "image area cap of the processor"})
     min_pixels: int = field(default=56 * 56, metadata={"help": "image area floor of the processor"})
     max_position_embeddings: int = field(default=4096, metadata={"help": "longest sequence (tokens)"})
+    rope_theta: float = field(
+        default=1_000_000.0,
+        metadata={"help": "language-model RoPE base; Qwen's 1e6 leaves a small head almost no image-width "
+                  "position (M-RoPE gives it the lowest frequencies); a base of ~10 gives them usable ones"},
+    )
     tie_word_embeddings: bool = field(default=False, metadata={"help": "share input and output embeddings"})
 
     def mrope_section(self) -> list[int]:
@@ -146,6 +151,8 @@ class TinySize:
             raise ValueError("vision_hidden_size / vision_heads must be a multiple of 4.")
         if self.window_size % (self.patch_size * self.spatial_merge_size):
             raise ValueError("window_size must be a multiple of patch_size * spatial_merge_size.")
+        if not self.rope_theta > 1:
+            raise ValueError("rope_theta must be greater than 1.")
 
 
 def _corpus(rng: random.Random) -> list[str]:
@@ -214,7 +221,7 @@ def build_config(tokenizer, size: TinySize):
         num_attention_heads=size.num_heads,
         num_key_value_heads=size.num_kv_heads,
         max_position_embeddings=size.max_position_embeddings,
-        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": size.mrope_section()},
+        rope_parameters={"rope_type": "default", "rope_theta": size.rope_theta, "mrope_section": size.mrope_section()},
         bos_token_id=ids["<|endoftext|>"],
         eos_token_id=ids["<|im_end|>"],
         pad_token_id=ids["<|endoftext|>"],
@@ -299,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
                 help=f"{f.metadata['help']} (default {'yes' if f.default else 'no'})",
             )
         else:
-            parser.add_argument(flag, type=int, default=f.default, help=f"{f.metadata['help']} (default {f.default})")
+            kind = float if f.type in (float, "float") else int
+            parser.add_argument(flag, type=kind, default=f.default, help=f"{f.metadata['help']} (default {f.default:g})")
     args = parser.parse_args(argv)
     size = {f.name: getattr(args, f.name) for f in dataclasses.fields(TinySize)}
     try:
