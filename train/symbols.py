@@ -7,11 +7,11 @@ Every `<traceGroup>` of a CROHME InkML is one symbol written by a real person, l
 `\\sin`, ...). Drawn alone, each becomes a vanilla record whose answer is that symbol. A small model
 trained from scratch first learns to read the LaTeX *language* and ignores the picture (the answer's
 prior is easy to lower); on a one-symbol answer there is no prior to lean on, so these records force
-the vision tower to learn the glyphs. Mix them into the first stage of training (docs/training.md).
+the vision tower to learn the glyphs. Mix them into the early training of a from-scratch model
+(docs/training.md, the bundled model's stage 2).
 
 Symbols that are not an expression on their own are left out: `\\sqrt` (its content is elsewhere) and
-the ones whose shape only means something next to others (`.`, `,`, `\\prime`, `\\ldots`, a lone dot
-stroke). Output layout and resuming as `train.build_data` (dataset name `crohme_symbols`).
+the ones whose shape only means something next to others (`.`, `,`, `\\prime`, `\\ldots`, `\\cdot`). Output layout and resuming as `train.build_data` (dataset name `crohme_symbols`).
 
 `--strings K` instead writes K *symbol strings* per ink (dataset `crohme_strings`): 2-6 of its symbols in
 random order, set side by side on a common centre line with the writer's own spacing, answer = their
