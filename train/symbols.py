@@ -11,7 +11,8 @@ the vision tower to learn the glyphs. Mix them into the early training of a from
 (docs/training.md, the bundled model's stage 2).
 
 Symbols that are not an expression on their own are left out: `\\sqrt` (its content is elsewhere) and
-the ones whose shape only means something next to others (`.`, `,`, `\\prime`, `\\ldots`, `\\cdot`). Output layout and resuming as `train.build_data` (dataset name `crohme_symbols`).
+the ones whose shape only means something next to others (`.`, `,`, `\\prime`, `\\ldots`, `\\cdot`).
+Output layout and resuming as `train.build_data` (dataset name `crohme_symbols`).
 
 `--strings K` instead writes K *symbol strings* per ink (dataset `crohme_strings`): 2-6 of its symbols in
 random order, set side by side on a common centre line with the writer's own spacing, answer = their
