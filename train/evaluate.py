@@ -19,6 +19,7 @@ from pathlib import Path
 
 from train.dataset import RecordError, data_files, read_jsonl, target_latex
 from train.records import write_json
+from unimumer.predict import result_fields
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,13 +62,7 @@ def prediction(item: dict, result, mode: str, model: str) -> dict:
     record = {**item, "mode": mode, "model": model}
     if result.error:
         return {**record, "pred": "", "error": result.error}
-    record.update(pred=result.latex, structured=result.structured, visual_tokens=result.visual_tokens,
-                  seconds=result.seconds)
-    extras = {"tree": result.tree, "counts": result.counts, "candidate": result.candidate, "log": result.log}
-    record.update({key: value for key, value in extras.items() if value is not None})
-    if result.warnings:
-        record["warnings"] = result.warnings
-    return record
+    return {**record, **result_fields(result)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -223,19 +223,23 @@ def _label(labels: dict[str, str] | None, img_id: str) -> str | None:
     return labels.get(img_id[:-2]) if img_id.endswith("_0") else None
 
 
+def result_fields(result) -> dict:
+    """The prediction-record fields of a successful RecognitionResult (shared with train.evaluate):
+    pred, structured, visual_tokens, seconds, the mode's extras that ran, and warnings when any."""
+    data = result.to_dict()
+    fields = {"pred": data["latex"], "structured": data["structured"], "visual_tokens": data["visual_tokens"],
+              "seconds": data["seconds"]}
+    fields.update({key: data[key] for key in EXTRAS if data[key] is not None})
+    if data["warnings"]:
+        fields["warnings"] = data["warnings"]
+    return fields
+
+
 def _record(path: Path, mode: str, labels, model: str, result=None, error: str | None = None) -> dict:
     record = {"img_id": path.stem, "image_path": str(path), "mode": mode}
     if error is None and result.error:
         error = result.error
-    if error is not None:
-        record.update(pred="", error=error)
-    else:
-        data = result.to_dict()
-        record.update(pred=data["latex"], structured=data["structured"], visual_tokens=data["visual_tokens"],
-                      seconds=data["seconds"])
-        record.update({key: data[key] for key in EXTRAS if data[key] is not None})
-        if data["warnings"]:
-            record["warnings"] = data["warnings"]
+    record.update({"pred": "", "error": error} if error is not None else result_fields(result))
     gt = _label(labels, path.stem)
     if gt is not None:
         record["gt"] = gt
