@@ -127,7 +127,8 @@ class TinySize:
     rope_theta: float = field(
         default=1_000_000.0,
         metadata={"help": "language-model RoPE base; Qwen's 1e6 leaves a small head almost no image-width "
-                  "position (M-RoPE gives it the lowest frequencies); a base of ~10 gives them usable ones"},
+                  "position (M-RoPE gives it the lowest frequencies); ~10 gives them usable ones, but from scratch "
+                  "it kept the model from learning to read: lower it later (train.finetune --rope_theta)"},
     )
     tie_word_embeddings: bool = field(default=False, metadata={"help": "share input and output embeddings"})
 
