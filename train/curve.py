@@ -18,11 +18,9 @@ import json
 import sys
 from pathlib import Path
 
-from train.finetune import CURVE_NAME
+from train.records import read_jsonl, write_jsonl
 
-
-def read_entries(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+CURVE_NAME = "learning_curve.jsonl"  # what train.finetune writes in its output folder
 
 
 def merge_curves(sources: list[Path]) -> list[dict]:
@@ -32,12 +30,12 @@ def merge_curves(sources: list[Path]) -> list[dict]:
     for source in map(Path, sources):
         if source.suffix == ".jsonl" and source.is_file():  # an earlier merge: its stages as they are
             entries = [{**e, "stage": stage + e["stage"], "total_step": offset + e["total_step"]}
-                       for e in read_entries(source)]
+                       for e in read_jsonl(source)]
         else:
             path = source / CURVE_NAME
             if not path.is_file():
                 raise FileNotFoundError(f"{path} not found: is {source} a train.finetune output folder?")
-            entries = [{"stage": stage + 1, "total_step": offset + e["step"], **e} for e in read_entries(path)]
+            entries = [{"stage": stage + 1, "total_step": offset + e["step"], **e} for e in read_jsonl(path)]
         merged += entries
         stage = max((e["stage"] for e in entries), default=stage)
         offset = max((e["total_step"] for e in entries), default=offset)
@@ -91,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / CURVE_NAME).write_text("".join(json.dumps(e) + "\n" for e in entries), encoding="utf-8")
+    write_jsonl(out / CURVE_NAME, entries)
     plot_curve(entries, out / "learning_curve.png")
     print(f"{len(entries)} entries from {len(args.runs)} stage(s) -> {out / CURVE_NAME}, {out / 'learning_curve.png'}")
     return 0

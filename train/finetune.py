@@ -42,6 +42,7 @@ from transformers import (  # noqa: E402
 from transformers.trainer_pt_utils import LengthGroupedSampler  # noqa: E402
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR  # noqa: E402
 
+from train.curve import CURVE_NAME  # noqa: E402
 from train.dataset import (  # noqa: E402
     Collator,
     RecordError,
@@ -57,7 +58,6 @@ from unimumer.processor import load_processor  # noqa: E402
 
 logger = logging.getLogger("train.finetune")
 TINY = "tiny"
-CURVE_NAME = "learning_curve.jsonl"
 RECORD_NAME = "unimumer_training.json"
 
 

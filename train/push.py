@@ -229,7 +229,8 @@ def assemble(checkpoint: Path, out: Path, card: str) -> list[Path]:
     """Weights as safetensors, configs, processor, card and the training record into `out`."""
     from transformers import AutoModelForImageTextToText
 
-    from train.finetune import CURVE_NAME, RECORD_NAME
+    from train.curve import CURVE_NAME
+    from train.finetune import RECORD_NAME
     from unimumer.processor import load_processor
 
     if not (checkpoint / "config.json").is_file():
