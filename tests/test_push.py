@@ -69,6 +69,15 @@ def test_dry_run_folder_is_a_model_unimumer_predicts_with(run_dir, tmp_path, cap
     assert "pred" in prediction and "error" not in prediction and prediction["model"] == str(out)
 
 
+def test_card_names_error_corpus_datasets_and_their_tasks():
+    # Entry names hold the task after the dataset: `edl6_error_find` is dataset edl6, task error_find.
+    record = {"data": {"crohme_vanilla": 8, "edl6_error_find": 3, "edl6_error_fix": 3},
+              "tasks": ["error_find", "error_fix", "vanilla"]}
+    prose = push.model_card("a/b", {}, record, [])
+    assert "Not trained: tree, count." in prose and "**error_fix** — answer:" in prose
+    assert "- edl6 (licence: see its source)" in prose and "edl6_error (" not in prose
+
+
 def test_defaults_come_from_the_training_record(run_dir, tiny_model_dir, tmp_path, capsys):
     assert json.loads((run_dir / finetune.RECORD_NAME).read_text())["base_model"] == str(tiny_model_dir)
     out = tmp_path / "publish"

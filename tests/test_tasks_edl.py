@@ -18,6 +18,7 @@ from unimumer.tasks import (
     human_prompt,
     mark_errors,
     parse_output,
+    prompt_task,
     task_target,
 )
 
@@ -148,6 +149,16 @@ def test_prompts_and_targets():
         task_target("tree", truth, candidate=candidate)
     with pytest.raises(ValueError):
         task_target("nonsense", truth)
+
+
+def test_every_prompt_names_its_task():
+    # train.finetune records which tasks a model learned from its examples' prompts (the model card's
+    # "Not trained" list); file names such as `edl6_error_find` are not reliable for that.
+    assert prompt_task(human_prompt("error_find", candidate="x + 1")) == "error_find"
+    assert prompt_task(human_prompt("error_fix", marked=mark_errors("x + 1", "x + 2"))) == "error_fix"
+    assert [prompt_task(human_prompt(task)) for task in ("vanilla", "tree", "count")] == ["vanilla", "tree", "count"]
+    assert prompt_task("Describe the image.") is None
+    assert prompt_task(human_prompt("vanilla") + " Be brief.") is None
 
 
 TOKENS = st.sampled_from("a b x 1 2 { } ^ _ -> - > : ; | , \\\\ after at start & ( ) \\frac".split())

@@ -55,6 +55,7 @@ from train.dataset import (  # noqa: E402
 from train.evaluate import vanilla_items  # noqa: E402
 from unimumer.images import DEFAULT_MAX_PIXELS  # noqa: E402
 from unimumer.processor import load_processor  # noqa: E402
+from unimumer.tasks import prompt_task  # noqa: E402
 
 logger = logging.getLogger("train.finetune")
 TINY = "tiny"
@@ -291,7 +292,7 @@ def write_record(path: Path, examples: list, model_args, data_args, training_arg
     record = {
         "base_model": model_args.model if model_args.model != TINY else "unimumer.tiny (random init)",
         "data": dict(Counter(e.source for e in examples)),
-        "tasks": sorted({e.source.rsplit("_", 1)[-1] for e in examples}),
+        "tasks": sorted({prompt_task(e.prompt) for e in examples} - {None}),
         "cutoff_len": data_args.cutoff_len,
         "max_pixels": data_args.max_pixels,
         "augment": data_args.augment,

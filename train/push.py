@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from train.records import dataset_name
 from unimumer.tasks import PROMPTS
 
 PIPELINE_TAG = "image-text-to-text"
@@ -151,7 +152,7 @@ def front_matter(repo_id: str, base_model: str | None, license_: dict, datasets:
 def model_card(repo_id: str, meta: dict, record: dict, metrics: list) -> str:
     base = meta.get("base_model") or "a randomly initialised unimumer.tiny model"
     data = record.get("data") or {}
-    names = sorted({source.rsplit("_", 1)[0] for source in data})
+    names = sorted({dataset_name(source) for source in data})
     lines = [
         "---", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).rstrip(), "---", "",
         f"# {repo_id.split('/')[-1]}", "",
@@ -286,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             base = None
         license_ = {"license": args.license} if args.license else BASE_LICENSES.get(base, {"license": "apache-2.0"})
         datasets = args.datasets if args.datasets is not None else sorted(
-            {source.rsplit("_", 1)[0] for source in record.get("data", {})})
+            {dataset_name(source) for source in record.get("data", {})})
         metrics = [load_metrics(spec) for spec in args.metrics]
         card = model_card(args.repo_id, front_matter(args.repo_id, base, license_, datasets, metrics), record, metrics)
         if args.dry_run:

@@ -13,7 +13,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from unimumer.tasks import human_prompt, mark_errors, task_target
+from unimumer.tasks import TASKS, human_prompt, mark_errors, task_target
 
 # LLaMA-Factory's description of our records (its "sharegpt" formatting with ShareGPT role names).
 SHAREGPT_FORMAT = {
@@ -22,6 +22,15 @@ SHAREGPT_FORMAT = {
     "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"},
 }
 IMAGE_MARK = "<image>"
+
+
+def dataset_name(entry: str) -> str:
+    """The dataset of a records entry named `<dataset>_<task>` (`crohme_tree` -> `crohme`, `edl6_error_find`
+    -> `edl6`); an entry whose name ends in no task is its own dataset."""
+    for task in TASKS:
+        if entry.endswith("_" + task):
+            return entry[: -len(task) - 1]
+    return entry
 
 
 def sharegpt_record(task: str, image: str, latex: str, *, candidate: str | None = None) -> dict:

@@ -6,11 +6,11 @@ from unimumer.tasks.count import count_symbols, count_target
 from unimumer.tasks.edl import DELETED, ERROR_END, ERROR_START, apply_corrections, correction_log, mark_errors
 from unimumer.tasks.errors import CorrectionError, MalformedLatexError, MalformedTreeError
 from unimumer.tasks.parse import ParsedOutput, consistency_warnings, parse_output
-from unimumer.tasks.prompts import PREAMBLE, PROMPTS, TASKS, human_prompt, task_target
+from unimumer.tasks.prompts import PREAMBLE, PROMPTS, TASKS, human_prompt, prompt_task, task_target
 from unimumer.tasks.tree import tree_target, tree_text, tree_to_latex
 
 __all__ = [
-    "PREAMBLE", "TASKS", "PROMPTS", "human_prompt", "task_target",
+    "PREAMBLE", "TASKS", "PROMPTS", "human_prompt", "prompt_task", "task_target",
     "MalformedLatexError", "MalformedTreeError", "CorrectionError",
     "tree_text", "tree_target", "tree_to_latex",
     "count_symbols", "count_target",

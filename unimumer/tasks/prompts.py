@@ -47,6 +47,14 @@ def human_prompt(task: str, *, candidate: str | None = None, marked: str | None 
     return PROMPTS[task].replace("{" + needed + "}", " ".join(values[needed].split()))
 
 
+def prompt_task(prompt: str) -> str | None:
+    """The task whose human prompt `prompt` is (the EDL prompts filled in), or None for another prompt."""
+    for task, text in PROMPTS.items():
+        if prompt == text or (task in _PLACEHOLDER and prompt.startswith(text.split("{", 1)[0])):
+            return task
+    return None
+
+
 def task_target(task: str, latex: str, *, candidate: str | None = None) -> str:
     """The gpt value of `task` for ground truth `latex` (error tasks: for the wrong `candidate`)."""
     _check_task(task)
