@@ -64,6 +64,18 @@ def test_predictions_edge_cases_and_images_root(tmp_path):
     finds, fixes = check_pairs(out, "mine")
     assert finds[0]["images"] == ["../imgs/a.png"] and stats["image_not_found"] == 2
     assert finds[1]["messages"][1]["value"] == "<deleted>"
+    assert not (out / "mine_right_error_find.jsonl").exists()
+
+    # --with-right: the right reading also becomes an error_find record with nothing marked
+    stats = from_predictions(tmp_path / "p.jsonl", out, name="mine", images_root=tmp_path, with_right=True)
+    assert stats["records"] == {"error_find": 2, "error_fix": 2, "right_error_find": 1}
+    [right] = read_jsonl(out / "mine_right_error_find.jsonl")
+    assert right["images"] == ["../imgs/a.png"] and parse_record(right)[2] == "x ^ { 2 }"
+    assert parse_record(right)[1] == "<image>" + human_prompt("error_find", candidate="x ^ { 2 }")
+    assert "mine_right_error_find" in json.loads((out / "dataset_info.json").read_text())
+    from_predictions(tmp_path / "p.jsonl", out, name="mine", images_root=tmp_path)  # rebuilt without it
+    assert "mine_right_error_find" not in json.loads((out / "dataset_info.json").read_text())
+
     result = subprocess.run([sys.executable, "-m", "train.error_corpus", "--from-predictions",
                              str(tmp_path / "nope.json"), "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.startswith("error:") and "Traceback" not in result.stderr
@@ -120,7 +132,7 @@ def test_kfold_loop_end_to_end(tmp_path):
     assert built.returncode == 0, built.stderr
     command = [sys.executable, "-m", "train.error_corpus", "--data", str(data), "--folds", "3", "--samples", "2",
                "--config", "train/configs/tiny-cpu.yaml", "--max_steps", "20", "--per_device_train_batch_size", "2",
-               "--max-new-tokens", "24", "--out", str(out)]
+               "--max-new-tokens", "24", "--with-right", "--out", str(out)]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     stats = json.loads((out / "stats.json").read_text())["edl"]
@@ -137,7 +149,11 @@ def test_kfold_loop_end_to_end(tmp_path):
             assert os.path.relpath(data / p["image"], out / f"fold_{k}" / "data") not in train_images
             held[p["image"]] = k
     assert len(held) == 90
-    for find in finds:  # every record points at a real held-out image, relative to OUT
+    right_read = [p for k in range(3) for p in json.loads((out / f"fold_{k}" / "predictions.json").read_text())
+                  if any(pred.split() == p["gt"].split() for pred in p["preds"])]
+    right = read_jsonl(out / "edl_right_error_find.jsonl")
+    assert len(right) == len(right_read) == stats["records"]["right_error_find"]
+    for find in finds + right:  # every record points at a real held-out image, relative to OUT
         assert (out / find["images"][0]).is_file()
     # Re-run: every fold is done, nothing is trained again, the records are identical.
     before = (out / "edl_error_fix.jsonl").read_bytes()

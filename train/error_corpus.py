@@ -13,6 +13,11 @@ target: the correction log, then the truth). Each pair is checked before it is w
 to the marked formula must give the truth. Output: `OUT/<name>_error_find.jsonl`, `OUT/<name>_error_fix.jsonl`,
 `dataset_info.json`, `stats.json` (train/records.py).
 
+`--with-right` also writes `OUT/<name>_right_error_find.jsonl`: one error_find record per image that was read
+right, whose answer is the reading with nothing marked. The paper's corpus holds wrong readings only, so its
+error_find marks errors in right readings too (the bundled model's correction pass broke most of its right
+readings); mix these records in, weighted as you like, to teach it to leave them alone.
+
 Cross-fold loop: the vanilla records of DIR are split into K folds by a seeded hash of their image path (the
 same split on every run). For fold k, `python -m train.finetune` fine-tunes on the records (all tasks) of the
 other folds, written to `OUT/fold_k/data`; every unrecognised option of this command (e.g. `--max_steps 20`,
@@ -39,6 +44,7 @@ from train.records import parse_record, read_jsonl, register, sharegpt_record, w
 from unimumer.tasks import CorrectionError, MalformedLatexError, apply_corrections
 
 EDL_TASKS = ("error_find", "error_fix")
+RIGHT = "right_error_find"  # entry suffix of the --with-right records
 
 
 def error_pair(image: str, candidate: str, truth: str) -> tuple[dict, dict]:
@@ -79,16 +85,29 @@ def _pairs_for(image: str, truth: str, candidates, stats: Counter) -> list[tuple
     return pairs
 
 
-def _write(out: Path, name: str, pairs: list[tuple[dict, dict]], stats: dict) -> dict:
+def _right_records(image: str, truth: str, candidates, stats: Counter) -> list[dict]:
+    """The error_find record "nothing to mark" of an image, when one of its candidates is right."""
+    if not any(_tokens(candidate) == _tokens(truth) for candidate in candidates):
+        return []
+    reading = " ".join(_tokens(truth))
+    try:
+        return [sharegpt_record("error_find", image, reading, candidate=reading)]
+    except MalformedLatexError:
+        stats["skipped_unmarkable"] += 1
+        return []
+
+
+def _write(out: Path, name: str, pairs: list[tuple[dict, dict]], stats: dict, right: list[dict] | None) -> dict:
     files = {}
-    for task, column in zip(EDL_TASKS, zip(*pairs) if pairs else ((), ())):
+    columns = zip(*pairs) if pairs else ((), ())
+    for task, column in [*zip(EDL_TASKS, columns), *([(RIGHT, right)] if right is not None else [])]:
         files[f"{name}_{task}"] = f"{name}_{task}.jsonl"
         stats.setdefault("records", {})[task] = write_jsonl(out / f"{name}_{task}.jsonl", column)
-    register(out, name, files, stats)
+    register(out, name, files, stats, stale=() if right is not None else (f"{name}_{RIGHT}",))
     return stats
 
 
-def from_predictions(predictions, out_dir, name: str | None = None, images_root=None) -> dict:
+def from_predictions(predictions, out_dir, name: str | None = None, images_root=None, with_right: bool = False) -> dict:
     """EDL records from a predictions file; image paths come from each row's `image_path`.
 
     With `images_root` the image is `images_root/image_path`, written relative to `out_dir`; without
@@ -101,7 +120,7 @@ def from_predictions(predictions, out_dir, name: str | None = None, images_root=
     name = name or predictions.stem.removesuffix("_pred")
     rows = load_predictions(predictions)
     counts: Counter = Counter()
-    pairs = []
+    pairs, right = [], []
     for row in rows:
         image = str(row.get("image_path") or row.get("image") or row.get("img_id") or "")
         if images_root is not None:
@@ -112,8 +131,10 @@ def from_predictions(predictions, out_dir, name: str | None = None, images_root=
         if not (out / image).is_file():
             counts["image_not_found"] += 1
         pairs += _pairs_for(image, row["gt"], [row.get("pred")], counts)
+        if with_right:
+            right += _right_records(image, row["gt"], [row.get("pred")], counts)
     stats = {"source": str(predictions.resolve()), "predictions": len(rows), **dict(counts)}
-    return _write(out, name, pairs, stats)
+    return _write(out, name, pairs, stats, right if with_right else None)
 
 
 # ---------------------------------------------------------------- cross-fold loop
@@ -198,7 +219,7 @@ def _sample(model: Path, data: Path, items, samples: int, temperature: float, ma
 
 def cross_fold(data_dir, out_dir, config, *, folds: int = 3, samples: int = 4, temperature: float = 1.0,
                overrides: list[str] = (), name: str = "edl", seed: int = 0, max_new_tokens: int | None = None,
-               batch_size: int = 8) -> dict:
+               batch_size: int = 8, with_right: bool = False) -> dict:
     """The paper's K-fold EDL loop (module docstring); returns the stats written to OUT/stats.json."""
     data, out = Path(data_dir).resolve(), Path(out_dir).resolve()
     items = vanilla_items(data)
@@ -234,13 +255,17 @@ def cross_fold(data_dir, out_dir, config, *, folds: int = 3, samples: int = 4, t
 
     pairs_by_task = {task: [] for task in EDL_TASKS}
     totals: Counter = Counter()
+    right = []
     for k in range(folds):
         fold_dir = out / f"fold_{k}"
         totals.update(json.loads((fold_dir / "done.json").read_text()))
         for task in EDL_TASKS:
             pairs_by_task[task] += read_jsonl(fold_dir / f"{task}.jsonl")
+        if with_right:  # from the fold's saved samples, so folds finished without the option serve too
+            for row in json.loads((fold_dir / "predictions.json").read_text()):
+                right += _right_records(os.path.relpath(data / row["image"], out), row["gt"], row["preds"], totals)
     stats = {"source": str(data), "folds": folds, "samples": samples, "temperature": temperature, **dict(totals)}
-    return _write(out, name, list(zip(*pairs_by_task.values())), stats)
+    return _write(out, name, list(zip(*pairs_by_task.values())), stats, right if with_right else None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,18 +289,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fold-seed", type=int, default=0, help="seed of the fold split (default 0)")
     parser.add_argument("--max-new-tokens", type=int, help="cap on generated tokens per sample")
     parser.add_argument("--batch-size", type=int, default=8, help="held-out images per generation batch")
+    parser.add_argument("--with-right", action="store_true",
+                        help="also write <name>_right_error_find.jsonl: images read right, with nothing marked "
+                        "(teaches error_find to leave right readings alone; not in the paper's recipe)")
     args, overrides = parser.parse_known_args(argv)
     try:
         if args.from_predictions:
             if overrides:
                 parser.error(f"unrecognized arguments: {' '.join(overrides)}")
-            stats = from_predictions(args.from_predictions, args.out, args.name, args.images_root)
+            stats = from_predictions(args.from_predictions, args.out, args.name, args.images_root, args.with_right)
         else:
             if not args.config:
                 parser.error("--data needs --config (a train.finetune YAML)")
             stats = cross_fold(args.data, args.out, args.config, folds=args.folds, samples=args.samples,
                                temperature=args.temperature, overrides=overrides, name=args.name or "edl",
-                               seed=args.fold_seed, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+                               seed=args.fold_seed, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                               with_right=args.with_right)
     except (ValueError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
