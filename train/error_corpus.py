@@ -14,9 +14,9 @@ to the marked formula must give the truth. Output: `OUT/<name>_error_find.jsonl`
 `dataset_info.json`, `stats.json` (train/records.py).
 
 `--with-right` also writes `OUT/<name>_right_error_find.jsonl`: one error_find record per image that was read
-right, whose answer is the reading with nothing marked. The paper's corpus holds wrong readings only, so its
-error_find marks errors in right readings too (the bundled model's correction pass broke most of its right
-readings); mix these records in, weighted as you like, to teach it to leave them alone.
+right, whose answer is the reading with nothing marked. The paper's corpus holds wrong readings only, so
+error_find never sees a reading to leave alone; mix these records in, weighted as you like, to show it some
+(docs/training.md says what they did for the bundled model).
 
 Cross-fold loop: the vanilla records of DIR are split into K folds by a seeded hash of their image path (the
 same split on every run). For fold k, `python -m train.finetune` fine-tunes on the records (all tasks) of the
