@@ -98,9 +98,11 @@ def _right_records(image: str, truth: str, candidates, stats: Counter) -> list[d
 
 
 def _write(out: Path, name: str, pairs: list[tuple[dict, dict]], stats: dict, right: list[dict] | None) -> dict:
+    columns = dict(zip(EDL_TASKS, zip(*pairs) if pairs else ((), ())))
+    if right is not None:
+        columns[RIGHT] = right
     files = {}
-    columns = zip(*pairs) if pairs else ((), ())
-    for task, column in [*zip(EDL_TASKS, columns), *([(RIGHT, right)] if right is not None else [])]:
+    for task, column in columns.items():
         files[f"{name}_{task}"] = f"{name}_{task}.jsonl"
         stats.setdefault("records", {})[task] = write_jsonl(out / f"{name}_{task}.jsonl", column)
     register(out, name, files, stats, stale=() if right is not None else (f"{name}_{RIGHT}",))
@@ -291,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8, help="held-out images per generation batch")
     parser.add_argument("--with-right", action="store_true",
                         help="also write <name>_right_error_find.jsonl: images read right, with nothing marked "
-                        "(teaches error_find to leave right readings alone; not in the paper's recipe)")
+                        "(shows error_find readings to leave alone; not in the paper's recipe)")
     args, overrides = parser.parse_known_args(argv)
     try:
         if args.from_predictions:
