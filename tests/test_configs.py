@@ -55,9 +55,10 @@ def test_bundled_model_stages_chain_and_read_the_documented_data():
 
     built = {f"crohme_{t}" for t in ("vanilla", "tree", "count")} | {f"synth_{t}" for t in ("vanilla", "tree", "count")}
     built |= {"crohme_symbols_vanilla", "short_vanilla", "mid_vanilla", "crohme_strings_vanilla"}
-    built |= {f"{name}_error_{t}" for name in ("edl", "edl5", "edl6") for t in ("find", "fix")}
+    built |= {f"{name}_error_{t}" for name in ("edl", "edl5", "edl6", "edl7") for t in ("find", "fix")}
+    built |= {"edl7_right_error_find"}  # train.error_corpus --with-right
     previous = "runs/bundled/base"
-    for stage in range(1, 7):
+    for stage in range(1, 8):
         _, model, data, args = parse(f"bundled/stage{stage}.yaml")
         assert model.model == previous and args.output_dir == f"runs/bundled/stage{stage}"
         previous = args.output_dir
@@ -68,4 +69,4 @@ def test_bundled_model_stages_chain_and_read_the_documented_data():
         assert {path.stem for path, _ in mix} <= built and all(weight > 0 for _, weight in mix)
         if stage == 4:  # from here on the image-width positions get usable rotary frequencies
             assert model.rope_theta == 10
-    assert {path.stem for path, _ in mix} >= {"edl6_error_find", "edl6_error_fix", "crohme_tree", "crohme_count"}
+    assert {path.stem for path, _ in mix} >= {"edl7_error_find", "edl7_error_fix", "crohme_tree", "crohme_count"}
