@@ -17,7 +17,7 @@ from unimumer.recognizer import Recognizer
 
 EXAMPLES = ROOT / "examples"
 CROHME_2014_SLICE = 100
-EDIT_SCORE_FLOOR = 42.0  # % on the slice; the shipped model scores 50.2 there
+EDIT_SCORE_FLOOR = 44.0  # % on the slice; the shipped model scores 51.3 there
 
 
 def example_labels() -> dict[Path, str]:
@@ -71,7 +71,7 @@ def test_reads_real_crohme_2014_handwriting(recognizer):
     assert metrics["edit_score"] >= EDIT_SCORE_FLOOR, metrics
 
 
-# Of the 10 examples, how many answers must parse (the shipped model: tree 9, count 10, correct 10). The
+# Of the 10 examples, how many answers must parse (the shipped model: tree 10, count 10, correct 10). The
 # card reports the shares on CROHME 2014: counts and the self-check parse almost always, Tree-CoT 86 %.
 PARSED_AT_LEAST = {"tree": 7, "count": 8, "correct": 8}
 

@@ -58,7 +58,7 @@ def test_bundled_model_stages_chain_and_read_the_documented_data():
     built |= {f"{name}_error_{t}" for name in ("edl", "edl5", "edl6", "edl7") for t in ("find", "fix")}
     built |= {"edl7_right_error_find"}  # train.error_corpus --with-right
     previous = "runs/bundled/base"
-    for stage in range(1, 8):
+    for stage in range(1, 9):
         _, model, data, args = parse(f"bundled/stage{stage}.yaml")
         assert model.model == previous and args.output_dir == f"runs/bundled/stage{stage}"
         previous = args.output_dir
