@@ -17,7 +17,7 @@ from unimumer.recognizer import Recognizer
 
 EXAMPLES = ROOT / "examples"
 CROHME_2014_SLICE = 100
-EDIT_SCORE_FLOOR = 44.0  # % on the slice; the shipped model scores 51.3 there
+EDIT_SCORE_FLOOR = 47.0  # % on the slice; the shipped model scores 54.1 there
 
 
 def example_labels() -> dict[Path, str]:
@@ -47,7 +47,7 @@ def test_the_repository_ships_the_bundled_model():
 def test_bundled_on_request_says_so(recognizer):
     assert recognizer.is_bundled and recognizer.model_name == "bundled"
     assert recognizer.notice and "small offline model" in recognizer.notice
-    assert recognizer.device == "cpu" and recognizer.max_pixels == 40000  # its training resolution
+    assert recognizer.device == "cpu" and recognizer.max_pixels == 80000  # its training resolution
 
 
 @pytest.mark.shared_data
@@ -71,8 +71,8 @@ def test_reads_real_crohme_2014_handwriting(recognizer):
     assert metrics["edit_score"] >= EDIT_SCORE_FLOOR, metrics
 
 
-# Of the 10 examples, how many answers must parse (the shipped model: tree 10, count 10, correct 10). The
-# card reports the shares on CROHME 2014: counts and the self-check parse almost always, Tree-CoT 86 %.
+# Of the 10 examples, how many answers must parse (the shipped model: tree 9, count 10, correct 10). The
+# card reports the shares on CROHME 2014: counts and the self-check parse almost always, Tree-CoT 87 %.
 PARSED_AT_LEAST = {"tree": 7, "count": 8, "correct": 8}
 
 

@@ -281,13 +281,18 @@ def test_full_finetune_trains_every_part_saves_and_resumes_weights(data_dir, tin
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 8
 
 
-def test_rope_theta_override_is_trained_with_and_saved(data_dir, tiny_model_dir, tmp_path):
+def test_rope_theta_and_image_area_are_trained_with_and_saved(data_dir, tiny_model_dir, tmp_path):
     from transformers import AutoConfig, AutoModelForImageTextToText
+
+    from unimumer.recognizer import Recognizer
 
     out = tmp_path / "run"
     assert run_finetune("--config", TINY_CPU, "--model", tiny_model_dir, "--data", data_dir, "--output_dir", out,
                         "--per_device_train_batch_size", 4, "--max_steps", 1, "--rope_theta", 10,
-                        "--disable_tqdm", "true") == 0
+                        "--max_pixels", 20000, "--disable_tqdm", "true") == 0
+    # inference reads the images at the area the model was trained at, not the base model's
+    assert Recognizer.from_pretrained(str(out)).max_pixels == 20000
+    assert Recognizer.from_pretrained(tiny_model_dir).max_pixels != 20000
     assert AutoConfig.from_pretrained(out).text_config.rope_parameters["rope_theta"] == 10
     assert AutoConfig.from_pretrained(tiny_model_dir).text_config.rope_parameters["rope_theta"] != 10
     model = AutoModelForImageTextToText.from_pretrained(out)

@@ -53,6 +53,7 @@ from train.dataset import (  # noqa: E402
     read_mix,
 )
 from train.evaluate import vanilla_items  # noqa: E402
+from unimumer.generation import image_size  # noqa: E402
 from unimumer.images import DEFAULT_MAX_PIXELS  # noqa: E402
 from unimumer.processor import load_processor  # noqa: E402
 from unimumer.tasks import prompt_task  # noqa: E402
@@ -339,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
 
     base = base_model(model_args, training_args)
     processor = load_processor(base)
+    # the saved processor carries the area cap trained at, which inference then uses (training_max_pixels)
+    processor.image_processor.size = image_size(processor, data_args.max_pixels)
     # bf16 weights only under DeepSpeed, which keeps fp32 master copies; otherwise the Trainer's autocast
     # computes in bf16 on fp32 weights (a 1e-5 step vanishes in bf16 weights).
     dtype = torch.bfloat16 if training_args.bf16 and training_args.deepspeed else torch.float32
