@@ -58,12 +58,13 @@ def test_bundled_model_stages_chain_and_read_the_documented_data():
     built |= {f"{name}_error_{t}" for name in ("edl", "edl5", "edl6", "edl7") for t in ("find", "fix")}
     built |= {"edl7_right_error_find"}  # train.error_corpus --with-right
     previous = "runs/bundled/base"
-    for stage in range(1, 10):
+    for stage in range(1, 11):
         _, model, data, args = parse(f"bundled/stage{stage}.yaml")
-        assert model.model == previous and args.output_dir == f"runs/bundled/stage{stage}"
+        start = f"{previous}-deep" if stage == 10 else previous  # stage 10: stage 9 grown by train.grow
+        assert model.model == start and args.output_dir == f"runs/bundled/stage{stage}"
         previous = args.output_dir
         assert args.use_cpu and data.augment and args.max_steps > 0
-        assert data.max_pixels == (80000 if stage == 9 else 40000)  # stage 9 doubled the image area
+        assert data.max_pixels == (80000 if stage >= 9 else 40000)  # stage 9 doubled the image area
         assert args.learning_rate <= 4e-4  # higher rates collapsed the from-scratch vision tower
         mix = read_mix(ROOT / data.mix)
         assert {path.parent for path, _ in mix} == {ROOT / "data" / "bundled"}
