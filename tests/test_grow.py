@@ -44,7 +44,8 @@ def test_the_new_layers_start_silent_and_get_gradients(grown_dir):
     for i, layer in enumerate(layers):
         silent = layer.self_attn.o_proj.weight.abs().sum() == 0 and layer.mlp.down_proj.weight.abs().sum() == 0
         assert bool(silent) == (i in copies)
-    ids = torch.randint(20, model.config.get_text_config().vocab_size, (1, 16), generator=torch.Generator().manual_seed(0))
+    vocab = model.config.get_text_config().vocab_size
+    ids = torch.randint(20, vocab, (1, 16), generator=torch.Generator().manual_seed(0))
     model(input_ids=ids, labels=ids).loss.backward()
     for i in copies:
         assert layers[i].self_attn.o_proj.weight.grad.abs().sum() > 0

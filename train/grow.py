@@ -101,10 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"The grown model's logits differ from the original's by {difference:.2e}; nothing saved.")
     grown.save_pretrained(out)
     load_processor(source).save_pretrained(out)
-    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    layers = model.config.get_text_config().num_hidden_layers
     print(
-        f"{source} ({model.config.get_text_config().num_hidden_layers} text layers, {count(model) / 1e6:.2f} M "
-        f"parameters) -> {out} ({args.text_layers} layers, {count(grown) / 1e6:.2f} M); logits equal "
+        f"{source} ({layers} text layers, {model.num_parameters() / 1e6:.2f} M parameters) -> {out} "
+        f"({args.text_layers} layers, {grown.num_parameters() / 1e6:.2f} M); logits equal "
         f"(max difference {difference:.1e})."
     )
     return 0
