@@ -61,10 +61,12 @@ def grow_text_layers(model, layers: int):
 
 
 @torch.no_grad()
-def max_logit_difference(a, b, vocab_size: int, seed: int = 0) -> float:
+def max_logit_difference(a, b, seed: int = 0) -> float:
     """Largest absolute difference of the two models' logits on one random text-only sequence."""
-    ids = torch.randint(20, vocab_size, (1, 32), generator=torch.Generator().manual_seed(seed))
-    a.eval(), b.eval()
+    vocab_size = a.config.get_text_config().vocab_size
+    ids = torch.randint(20, vocab_size, (1, 32), generator=torch.Generator().manual_seed(seed))  # no special ids
+    for m in (a, b):
+        m.eval()
     return (a(input_ids=ids).logits - b(input_ids=ids).logits).abs().max().item()
 
 
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         grown = grow_text_layers(model, args.text_layers)
     except ValueError as error:
         raise SystemExit(str(error)) from None
-    difference = max_logit_difference(model, grown, model.config.get_text_config().vocab_size)
+    difference = max_logit_difference(model, grown)
     if difference > 1e-4:
         raise SystemExit(f"The grown model's logits differ from the original's by {difference:.2e}; nothing saved.")
     grown.save_pretrained(out)
