@@ -17,7 +17,7 @@ from unimumer.recognizer import Recognizer
 
 EXAMPLES = ROOT / "examples"
 CROHME_2014_SLICE = 100
-EDIT_SCORE_FLOOR = 50.0  # % on the slice; the shipped model scores 57.7 there
+EDIT_SCORE_FLOOR = 52.0  # % on the slice; the shipped model scores 60.6 there
 
 
 def example_labels() -> dict[Path, str]:

@@ -58,7 +58,7 @@ def test_bundled_model_stages_chain_and_read_the_documented_data():
     built |= {f"{name}_error_{t}" for name in ("edl", "edl5", "edl6", "edl7") for t in ("find", "fix")}
     built |= {"edl7_right_error_find"}  # train.error_corpus --with-right
     previous = "runs/bundled/base"
-    for stage in range(1, 12):
+    for stage in range(1, 13):
         _, model, data, args = parse(f"bundled/stage{stage}.yaml")
         start = f"{previous}-deep" if stage == 10 else previous  # stage 10: stage 9 grown by train.grow
         assert model.model == start and args.output_dir == f"runs/bundled/stage{stage}"
