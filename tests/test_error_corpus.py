@@ -12,7 +12,7 @@ from conftest import ROOT, shared_path
 from train import error_corpus
 from train.error_corpus import error_pair, from_predictions, split_folds
 from train.records import parse_record, read_jsonl
-from unimumer.tasks import apply_corrections, human_prompt, mark_errors
+from unimumer.tasks import apply_corrections, human_prompt, mark_errors, tree_text
 
 
 def check_pairs(out: Path, name: str) -> tuple[list[dict], list[dict]]:
@@ -75,6 +75,19 @@ def test_predictions_edge_cases_and_images_root(tmp_path):
     assert "mine_right_error_find" in json.loads((out / "dataset_info.json").read_text())
     from_predictions(tmp_path / "p.jsonl", out, name="mine", images_root=tmp_path)  # rebuilt without it
     assert "mine_right_error_find" not in json.loads((out / "dataset_info.json").read_text())
+
+    # --with-follow: each wrong reading's tree / counts given, the reading the answer (the empty one has no tree)
+    stats = from_predictions(tmp_path / "p.jsonl", out, name="mine", images_root=tmp_path, with_follow=True)
+    assert stats["records"] == {"error_find": 2, "error_fix": 2, "follow_tree": 1, "follow_count": 1}
+    assert stats["skipped_unfollowable"] == 1  # `a <error_end>`: a reserved tag
+    [tree] = read_jsonl(out / "mine_follow_tree.jsonl")
+    [count] = read_jsonl(out / "mine_follow_count.jsonl")
+    assert tree["given"] == tree_text("x ^ { 3 }") + "\n" and count["given"] == "x: 1, ^: 1, 3: 1\n"
+    assert parse_record(tree)[2] == tree["given"] + "x ^ { 3 }" and parse_record(count)[2].endswith("\nx ^ { 3 }")
+    assert parse_record(tree)[1] == "<image>" + human_prompt("tree") and tree["images"] == ["../imgs/a.png"]
+    assert {"mine_follow_tree", "mine_follow_count"} <= set(json.loads((out / "dataset_info.json").read_text()))
+    from_predictions(tmp_path / "p.jsonl", out, name="mine", images_root=tmp_path)
+    assert "mine_follow_tree" not in json.loads((out / "dataset_info.json").read_text())
 
     result = subprocess.run([sys.executable, "-m", "train.error_corpus", "--from-predictions",
                              str(tmp_path / "nope.json"), "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
@@ -162,3 +175,16 @@ def test_kfold_loop_end_to_end(tmp_path):
     assert again.returncode == 0 and "train.finetune" not in again.stderr
     assert time.perf_counter() - start < 30
     assert (out / "edl_error_fix.jsonl").read_bytes() == before
+
+    # --with-follow on the finished folds: built from their saved samples, nothing trained again
+    follow = subprocess.run(command + ["--with-follow"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert follow.returncode == 0 and "train.finetune" not in follow.stderr
+    wrong = {(os.path.relpath(data / p["image"], out), " ".join(pred.split()))
+             for k in range(3) for p in json.loads((out / f"fold_{k}" / "predictions.json").read_text())
+             for pred in p["preds"] if pred.split() and pred.split() != p["gt"].split()}
+    for task in ("tree", "count"):
+        records = read_jsonl(out / f"edl_follow_{task}.jsonl")
+        assert 1 <= len(records) <= len(wrong)
+        for record in records:
+            answer = parse_record(record)[2]
+            assert answer.startswith(record["given"]) and (record["images"][0], answer[len(record["given"]):]) in wrong

@@ -145,6 +145,29 @@ def test_encoding_is_the_inference_prompt_plus_the_masked_target(data_dir, tiny_
     assert image_tokens == int(item["mm_token_type_ids"].sum()) > 0
 
 
+def test_a_given_start_of_the_answer_is_read_but_not_learned(data_dir, processor, tmp_path):
+    """train.error_corpus --with-follow records: the chain is input after the prompt, only the LaTeX is learned."""
+    [record] = [json.loads(line) for line in (data_dir / "syn_tree.jsonl").read_text().splitlines()[:1]]
+    answer = record["messages"][1]["value"]
+    chain, latex = answer[: answer.rindex("\n") + 1], answer[answer.rindex("\n") + 1:]
+    path = tmp_path / "follow_tree.jsonl"
+    path.write_text(json.dumps({**record, "images": [str(data_dir / record["images"][0])], "given": chain}) + "\n")
+    [example] = read_jsonl(path)
+    assert (example.given, example.target) == (chain, latex)
+    item = SFTDataset([example], processor)[0]
+    whole = SFTDataset([read_jsonl(data_dir / "syn_tree.jsonl")[0]], processor)[0]
+    assert torch.equal(item["input_ids"], whole["input_ids"])  # the same sequence as the plain record
+    assert torch.equal(item["mm_token_type_ids"], whole["mm_token_type_ids"])
+    learned = item["labels"][item["labels"] != IGNORE_INDEX]
+    assert processor.tokenizer.decode(learned) == latex + assistant_suffix(processor)
+    assert int((whole["labels"] != IGNORE_INDEX).sum()) > len(learned)
+
+    for given, problem in ((latex, "must be the start of the gpt answer"), (answer, "nothing of the answer is left")):
+        path.write_text(json.dumps({**record, "given": given}) + "\n")
+        with pytest.raises(RecordError, match=f"follow_tree.jsonl:1: .*{problem}"):
+            read_jsonl(path)
+
+
 def test_collator_pads_with_ignored_labels(data_dir, processor):
     dataset = SFTDataset(read_jsonl(data_dir / "syn_tree.jsonl")[:3], processor)
     items = [dataset[i] for i in range(3)]

@@ -5,7 +5,8 @@ the file's folder; the released parquet's `conversations` / `image` names are ac
 files with optional per-file weights, and encodes each record exactly as `unimumer.Recognizer` prompts
 at inference (`unimumer.generation.chat_prompt`, same image preparation and processor area cap),
 followed by the target and the end of the assistant turn. Only the target and the end-of-turn tokens
-are learned: the prompt (system/user turns, image tokens) and the padding are labelled -100.
+are learned: the prompt (system/user turns, image tokens), a record's `given` start of the answer
+(train.records.GIVEN) and the padding are labelled -100.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageFilter
 
-from train.records import IMAGE_MARK, parse_record
+from train.records import GIVEN, IMAGE_MARK, parse_record
 from unimumer.generation import chat_prompt, image_size
 from unimumer.images import DEFAULT_MAX_PIXELS, ImageError, load_image, prepare_image, visual_tokens
 
@@ -37,8 +38,9 @@ class RecordError(ValueError):
 class Example:
     image: Path  # absolute
     prompt: str  # the human turn without the <image> marker
-    target: str  # the gpt turn
+    target: str  # the learned part of the gpt turn
     source: str  # name of the JSONL file it came from
+    given: str = ""  # the start of the gpt turn shown to the model but not learned
 
 
 def to_example(record: dict, root: Path, source: str = "") -> Example:
@@ -49,9 +51,13 @@ def to_example(record: dict, root: Path, source: str = "") -> Example:
         raise ValueError("expected exactly one image path")
     if not prompt.startswith(IMAGE_MARK) or prompt.count(IMAGE_MARK) != 1:
         raise ValueError(f"the human turn must start with one {IMAGE_MARK} marker")
-    if not target.strip():
-        raise ValueError("the target is empty")
-    return Example(image=(root / images[0]).resolve(), prompt=prompt[len(IMAGE_MARK):], target=target, source=source)
+    given = record.get(GIVEN) or ""
+    if not isinstance(given, str) or not target.startswith(given):
+        raise ValueError(f"`{GIVEN}` must be the start of the gpt answer")
+    if not target[len(given):].strip():
+        raise ValueError("the target is empty" if not given else f"nothing of the answer is left after `{GIVEN}`")
+    return Example(image=(root / images[0]).resolve(), prompt=prompt[len(IMAGE_MARK):], target=target[len(given):],
+                   source=source, given=given)
 
 
 def read_jsonl(path: Path) -> list[Example]:
@@ -211,18 +217,18 @@ class SFTDataset(torch.utils.data.Dataset):
         prompt = self.processor(
             text=[chat_prompt(self.processor, example.prompt)], images=[image], size=self.size, return_tensors="pt"
         )
-        prompt_ids = prompt["input_ids"][0].tolist()
+        # The given start of the answer is read like the prompt: in the input, not in the loss.
+        prompt_ids = prompt["input_ids"][0].tolist() + (self._token_ids([example.given])[0] if example.given else [])
         target_ids = self.tokenizer(example.target, add_special_tokens=False)["input_ids"] + self.end_of_turn
         target_ids = target_ids[: max(0, self.cutoff_len - len(prompt_ids))]
         input_ids = prompt_ids + target_ids
+        text_ids = len(input_ids) - prompt["mm_token_type_ids"].shape[1]
         return {
             "input_ids": torch.tensor(input_ids),
             "attention_mask": torch.ones(len(input_ids), dtype=torch.long),
             "labels": torch.tensor([IGNORE_INDEX] * len(prompt_ids) + target_ids),
             # Image positions get M-RoPE only when the model sees these (FACTS: pass them in training too).
-            "mm_token_type_ids": torch.cat(
-                [prompt["mm_token_type_ids"][0], torch.zeros(len(target_ids), dtype=torch.long)]
-            ),
+            "mm_token_type_ids": torch.cat([prompt["mm_token_type_ids"][0], torch.zeros(text_ids, dtype=torch.long)]),
             "pixel_values": prompt["pixel_values"],
             "image_grid_thw": prompt["image_grid_thw"],
         }
@@ -243,7 +249,8 @@ class SFTDataset(torch.utils.data.Dataset):
         target_tokens = map(len, self._token_ids([e.target for e in examples]))
         with ThreadPoolExecutor(8) as pool:  # header reads only; threads hide file-system latency
             visual = list(pool.map(self._visual_tokens, (e.image for e in examples), chunksize=256))
-        prompt_lengths = [prompt_tokens[e.prompt] + v for e, v in zip(examples, visual)]
+        given_tokens = map(len, self._token_ids([e.given for e in examples]))
+        prompt_lengths = [prompt_tokens[e.prompt] + v + g for e, v, g in zip(examples, visual, given_tokens)]
         lengths = [p + t + len(self.end_of_turn) for p, t in zip(prompt_lengths, target_tokens)]
         return lengths, prompt_lengths
 

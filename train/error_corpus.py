@@ -18,6 +18,13 @@ right, whose answer is the reading with nothing marked. The paper's corpus holds
 error_find never sees a reading to leave alone; mix these records in, weighted as you like, to show it some
 (docs/training.md says what they did for the bundled model).
 
+`--with-follow` also writes `OUT/<name>_follow_tree.jsonl` and `OUT/<name>_follow_count.jsonl`: per wrong
+reading, a Tree-CoT and a counting record whose answer is that reading. The tree (or the counts) is `given`
+(train/records.py): the model is shown it at the start of its answer and learns only the final LaTeX. As the
+chain and the image disagree there, only following the chain gets the LaTeX right: the records are meant to
+teach a model to write the LaTeX its own tree and counts describe (not in the paper; docs/training.md says
+what they did for the bundled model).
+
 Cross-fold loop: the vanilla records of DIR are split into K folds by a seeded hash of their image path (the
 same split on every run). For fold k, `python -m train.finetune` fine-tunes on the records (all tasks) of the
 other folds, written to `OUT/fold_k/data`; every unrecognised option of this command (e.g. `--max_steps 20`,
@@ -40,11 +47,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from train.records import parse_record, read_jsonl, register, sharegpt_record, write_atomic, write_json, write_jsonl
+from train.records import (
+    follow_record, parse_record, read_jsonl, register, sharegpt_record, write_atomic, write_json, write_jsonl,
+)
 from unimumer.tasks import CorrectionError, MalformedLatexError, apply_corrections
+from unimumer.tasks.edl import TAGS as EDL_TAGS
 
 EDL_TASKS = ("error_find", "error_fix")
 RIGHT = "right_error_find"  # entry suffix of the --with-right records
+FOLLOW = {"follow_tree": "tree", "follow_count": "count"}  # entry suffix -> task of the --with-follow records
 
 
 def error_pair(image: str, candidate: str, truth: str) -> tuple[dict, dict]:
@@ -97,19 +108,43 @@ def _right_records(image: str, truth: str, candidates, stats: Counter) -> list[d
         return []
 
 
-def _write(out: Path, name: str, pairs: list[tuple[dict, dict]], stats: dict, right: list[dict] | None) -> dict:
+def _follow_records(image: str, truth: str, candidates, stats: Counter) -> dict[str, list[dict]]:
+    """The --with-follow records of an image: its distinct wrong candidates, per follow entry."""
+    records: dict[str, list[dict]] = {entry: [] for entry in FOLLOW}
+    for tokens in dict.fromkeys(tuple(_tokens(c)) for c in candidates):
+        if not tokens or list(tokens) == _tokens(truth):
+            continue
+        try:
+            if set(tokens) & set(EDL_TAGS):  # an answer the model must never write
+                raise MalformedLatexError("reserved tag")
+            built = {entry: follow_record(task, image, " ".join(tokens)) for entry, task in FOLLOW.items()}
+        except MalformedLatexError:  # or e.g. unbalanced braces: no tree to give
+            stats["skipped_unfollowable"] += 1
+            continue
+        for entry, record in built.items():
+            records[entry].append(record)
+    return records
+
+
+def _write(out: Path, name: str, pairs: list[tuple[dict, dict]], stats: dict, optional: dict[str, list | None]) -> dict:
+    """Write the EDL columns and the optional ones (entry suffix -> records, or None: not built, so an earlier
+    build's entry is dropped from the registry)."""
     columns = dict(zip(EDL_TASKS, zip(*pairs) if pairs else ((), ())))
-    if right is not None:
-        columns[RIGHT] = right
+    columns.update({suffix: records for suffix, records in optional.items() if records is not None})
     files = {}
     for task, column in columns.items():
         files[f"{name}_{task}"] = f"{name}_{task}.jsonl"
         stats.setdefault("records", {})[task] = write_jsonl(out / f"{name}_{task}.jsonl", column)
-    register(out, name, files, stats, stale=() if right is not None else (f"{name}_{RIGHT}",))
+    register(out, name, files, stats, stale=tuple(f"{name}_{s}" for s, records in optional.items() if records is None))
     return stats
 
 
-def from_predictions(predictions, out_dir, name: str | None = None, images_root=None, with_right: bool = False) -> dict:
+def _optional(with_right: bool, right: list[dict], with_follow: bool, follow: dict[str, list[dict]]) -> dict:
+    return {RIGHT: right if with_right else None, **{e: follow[e] if with_follow else None for e in FOLLOW}}
+
+
+def from_predictions(predictions, out_dir, name: str | None = None, images_root=None, with_right: bool = False,
+                     with_follow: bool = False) -> dict:
     """EDL records from a predictions file; image paths come from each row's `image_path`.
 
     With `images_root` the image is `images_root/image_path`, written relative to `out_dir`; without
@@ -122,7 +157,7 @@ def from_predictions(predictions, out_dir, name: str | None = None, images_root=
     name = name or predictions.stem.removesuffix("_pred")
     rows = load_predictions(predictions)
     counts: Counter = Counter()
-    pairs, right = [], []
+    pairs, right, follow = [], [], {entry: [] for entry in FOLLOW}
     for row in rows:
         image = str(row.get("image_path") or row.get("image") or row.get("img_id") or "")
         if images_root is not None:
@@ -135,8 +170,11 @@ def from_predictions(predictions, out_dir, name: str | None = None, images_root=
         pairs += _pairs_for(image, row["gt"], [row.get("pred")], counts)
         if with_right:
             right += _right_records(image, row["gt"], [row.get("pred")], counts)
+        if with_follow:
+            for entry, records in _follow_records(image, row["gt"], [row.get("pred")], counts).items():
+                follow[entry] += records
     stats = {"source": str(predictions.resolve()), "predictions": len(rows), **dict(counts)}
-    return _write(out, name, pairs, stats, right if with_right else None)
+    return _write(out, name, pairs, stats, _optional(with_right, right, with_follow, follow))
 
 
 # ---------------------------------------------------------------- cross-fold loop
@@ -221,7 +259,7 @@ def _sample(model: Path, data: Path, items, samples: int, temperature: float, ma
 
 def cross_fold(data_dir, out_dir, config, *, folds: int = 3, samples: int = 4, temperature: float = 1.0,
                overrides: list[str] = (), name: str = "edl", seed: int = 0, max_new_tokens: int | None = None,
-               batch_size: int = 8, with_right: bool = False) -> dict:
+               batch_size: int = 8, with_right: bool = False, with_follow: bool = False) -> dict:
     """The paper's K-fold EDL loop (module docstring); returns the stats written to OUT/stats.json."""
     data, out = Path(data_dir).resolve(), Path(out_dir).resolve()
     items = vanilla_items(data)
@@ -257,17 +295,23 @@ def cross_fold(data_dir, out_dir, config, *, folds: int = 3, samples: int = 4, t
 
     pairs_by_task = {task: [] for task in EDL_TASKS}
     totals: Counter = Counter()
-    right = []
+    right, follow = [], {entry: [] for entry in FOLLOW}
     for k in range(folds):
         fold_dir = out / f"fold_{k}"
         totals.update(json.loads((fold_dir / "done.json").read_text()))
         for task in EDL_TASKS:
             pairs_by_task[task] += read_jsonl(fold_dir / f"{task}.jsonl")
-        if with_right:  # from the fold's saved samples, so folds finished without the option serve too
-            for row in json.loads((fold_dir / "predictions.json").read_text()):
-                right += _right_records(os.path.relpath(data / row["image"], out), row["gt"], row["preds"], totals)
+        # the optional records come from the fold's saved samples, so folds finished without the option serve too
+        for row in json.loads((fold_dir / "predictions.json").read_text()) if with_right or with_follow else ():
+            image = os.path.relpath(data / row["image"], out)
+            if with_right:
+                right += _right_records(image, row["gt"], row["preds"], totals)
+            if with_follow:
+                for entry, records in _follow_records(image, row["gt"], row["preds"], totals).items():
+                    follow[entry] += records
     stats = {"source": str(data), "folds": folds, "samples": samples, "temperature": temperature, **dict(totals)}
-    return _write(out, name, list(zip(*pairs_by_task.values())), stats, right if with_right else None)
+    optional = _optional(with_right, right, with_follow, follow)
+    return _write(out, name, list(zip(*pairs_by_task.values())), stats, optional)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -294,19 +338,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--with-right", action="store_true",
                         help="also write <name>_right_error_find.jsonl: images read right, with nothing marked "
                         "(shows error_find readings to leave alone; not in the paper's recipe)")
+    parser.add_argument("--with-follow", action="store_true",
+                        help="also write <name>_follow_tree.jsonl and <name>_follow_count.jsonl: each wrong reading's "
+                        "tree or counts given, the reading itself the answer (meant to teach the final LaTeX to "
+                        "follow the model's own chain; not in the paper's recipe)")
     args, overrides = parser.parse_known_args(argv)
     try:
         if args.from_predictions:
             if overrides:
                 parser.error(f"unrecognized arguments: {' '.join(overrides)}")
-            stats = from_predictions(args.from_predictions, args.out, args.name, args.images_root, args.with_right)
+            stats = from_predictions(args.from_predictions, args.out, args.name, args.images_root, args.with_right,
+                                     args.with_follow)
         else:
             if not args.config:
                 parser.error("--data needs --config (a train.finetune YAML)")
             stats = cross_fold(args.data, args.out, args.config, folds=args.folds, samples=args.samples,
                                temperature=args.temperature, overrides=overrides, name=args.name or "edl",
                                seed=args.fold_seed, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                               with_right=args.with_right)
+                               with_right=args.with_right, with_follow=args.with_follow)
     except (ValueError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -22,6 +22,9 @@ SHAREGPT_FORMAT = {
     "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"},
 }
 IMAGE_MARK = "<image>"
+# Optional record key: the start of the gpt answer that the model is shown but not taught (train.dataset);
+# LLaMA-Factory ignores it and learns the whole answer.
+GIVEN = "given"
 
 
 def dataset_name(entry: str) -> str:
@@ -50,6 +53,15 @@ def sharegpt_record(task: str, image: str, latex: str, *, candidate: str | None 
         "images": [image],
         "messages": [{"from": "human", "value": IMAGE_MARK + prompt}, {"from": "gpt", "value": target}],
     }
+
+
+def follow_record(task: str, image: str, reading: str) -> dict:
+    """A tree or count record for `reading` whose chain (all but the final LaTeX line) is `given`: shown to the
+    model at the start of its answer, not learned (train.dataset). Raises MalformedLatexError like
+    sharegpt_record."""
+    record = sharegpt_record(task, image, reading)
+    answer = record["messages"][1]["value"]
+    return {**record, GIVEN: answer[: answer.rindex("\n") + 1]}
 
 
 def parse_record(record: dict) -> tuple[list, str, str]:
