@@ -218,8 +218,9 @@ class SFTDataset(torch.utils.data.Dataset):
             text=[chat_prompt(self.processor, example.prompt)], images=[image], size=self.size, return_tensors="pt"
         )
         # The given start of the answer is read like the prompt: in the input, not in the loss.
-        prompt_ids = prompt["input_ids"][0].tolist() + (self._token_ids([example.given])[0] if example.given else [])
-        target_ids = self.tokenizer(example.target, add_special_tokens=False)["input_ids"] + self.end_of_turn
+        given_ids, target_ids = self._token_ids([example.given, example.target])
+        prompt_ids = prompt["input_ids"][0].tolist() + given_ids
+        target_ids = target_ids + self.end_of_turn
         target_ids = target_ids[: max(0, self.cutoff_len - len(prompt_ids))]
         input_ids = prompt_ids + target_ids
         text_ids = len(input_ids) - prompt["mm_token_type_ids"].shape[1]
@@ -249,8 +250,9 @@ class SFTDataset(torch.utils.data.Dataset):
         target_tokens = map(len, self._token_ids([e.target for e in examples]))
         with ThreadPoolExecutor(8) as pool:  # header reads only; threads hide file-system latency
             visual = list(pool.map(self._visual_tokens, (e.image for e in examples), chunksize=256))
-        given_tokens = map(len, self._token_ids([e.given for e in examples]))
-        prompt_lengths = [prompt_tokens[e.prompt] + v + g for e, v, g in zip(examples, visual, given_tokens)]
+        givens = sorted({e.given for e in examples})  # mostly "": tokenize each distinct one once
+        given_tokens = dict(zip(givens, map(len, self._token_ids(givens))))
+        prompt_lengths = [prompt_tokens[e.prompt] + given_tokens[e.given] + v for e, v in zip(examples, visual)]
         lengths = [p + t + len(self.end_of_turn) for p, t in zip(prompt_lengths, target_tokens)]
         return lengths, prompt_lengths
 
