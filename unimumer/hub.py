@@ -21,7 +21,9 @@ DEFAULT_MODEL = "phxember/Uni-MuMER-Qwen2.5-VL-3B"
 BUNDLED_MODEL_DIR = Path(__file__).resolve().parent / "bundled"
 ENV_VAR = "UNIMUMER_MODEL"
 BUNDLED = "bundled"
-_LESS_ACCURATE = "it is much less accurate than the released 3B model."
+# Measured in the bundled model's card; said with every notice so users expect its many warnings.
+_LESS_ACCURATE = ("it is much less accurate than the released 3B model: its Tree-CoT and counts often disagree "
+                  "with its answer, and its error correction spoils more readings than it fixes.")
 BUNDLED_NOTICE = (
     "The Hugging Face Hub cannot be reached, so the small offline model bundled with Uni-MuMER is answering; "
     + _LESS_ACCURATE
