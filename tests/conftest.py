@@ -46,3 +46,11 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny-model")
     build_tiny(out, seed=0)
     return out
+
+
+@pytest.fixture(scope="session")
+def family_dirs(tmp_path_factory) -> dict[str, Path]:
+    """A random `unimumer.tiny` checkpoint of every released family (Qwen2.5-VL, Qwen3-VL, Qwen3.5)."""
+    from unimumer.tiny import FAMILIES, build_tiny
+
+    return {family: build_tiny(tmp_path_factory.mktemp(f"tiny-{family}"), seed=0, family=family) for family in FAMILIES}

@@ -59,7 +59,7 @@ def test_folder_without_checkpoint(tmp_path, no_bundled):
 
 
 def test_not_a_model_name(no_bundled):
-    with pytest.raises(ModelLoadError, match="neither an existing folder nor a Hugging Face Hub model id"):
+    with pytest.raises(ModelLoadError, match="neither an existing folder, a Hugging Face Hub model id"):
         resolve_model("no such thing")
 
 
@@ -143,3 +143,30 @@ def test_unreachable_hub_returns_within_ten_seconds(tmp_path):
         f"error: The Hugging Face Hub cannot be reached and {DEFAULT_MODEL} is not in the local cache; "
         "connect to the internet, or pass a local checkpoint folder or 'bundled'."
     )
+
+
+def test_short_names_stand_for_the_released_models(no_bundled, monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    files = {"config.json": b"{}", "model.safetensors": b"x"}
+    snapshot = _fake_cache(tmp_path, hub.ZOO["qwen3.5-2b"], files)
+    for name in ("qwen3.5-2b", "Qwen3.5-2B", " qwen3.5-2b "):
+        choice = resolve_model(name)
+        assert (choice.name, choice.source, Path(choice.path)) == (hub.ZOO["qwen3.5-2b"], "hub-cache", snapshot)
+    monkeypatch.setenv(hub.ENV_VAR, "qwen3.5-2b")
+    assert resolve_model(None).name == hub.ZOO["qwen3.5-2b"]
+    assert hub.cached_models() == ["qwen3.5-2b"] and hub.short_name(hub.ZOO["qwen3.5-2b"]) == "qwen3.5-2b"
+    assert set(hub.ZOO) == {"3b", "7b", "qwen3-vl-2b", "qwen3-vl-4b", "qwen3.5-2b", "qwen3.5-4b"}
+    assert all(repo.startswith("phxember/Uni-MuMER-") for repo in hub.ZOO.values())
+    assert hub.DEFAULT_MODEL in hub.ZOO.values()
+    with pytest.raises(ModelLoadError, match=f"cannot be reached and {hub.ZOO['7b']} is not in the local cache"):
+        resolve_model("7B")  # a short name is an explicit choice: no silent fallback
+    with pytest.raises(ModelLoadError, match="short name"):
+        resolve_model("qwen9")
+
+
+def test_a_folder_named_like_a_short_name_is_the_folder(tiny_model_dir, no_bundled, monkeypatch):
+    monkeypatch.chdir(tiny_model_dir.parent)
+    (tiny_model_dir.parent / "3b").symlink_to(tiny_model_dir)
+    assert resolve_model("3b").source == "local"

@@ -18,10 +18,12 @@ from unimumer.images import (
     load_image,
     prepare_image,
     smart_resize,
+    training_size,
     visual_tokens,
 )
 
 QWEN_DEFAULT_CAP = 16384 * 28 * 28  # qwen-vl-utils' default max_pixels (upstream preprocessing)
+QWEN2_5 = {"factor": 28, "min_pixels": 56 * 56}  # Qwen2.5-VL's processor: 14-px patches merged 2 x 2
 
 
 def one_sentence(message: str) -> bool:
@@ -65,14 +67,26 @@ def png_header(width: int, height: int) -> bytes:
     ],
 )
 def test_visual_tokens_match_measured_facts(size, cap, tokens):
-    assert visual_tokens(*size, max_pixels=cap) == tokens
+    assert visual_tokens(*size, max_pixels=cap, **QWEN2_5) == tokens
 
 
 def test_smart_resize_edges():
-    assert smart_resize(10, 10) == (56, 56)  # below min_pixels: scaled up
-    h, w = smart_resize(5000, 5000)
+    assert smart_resize(10, 10, 28, 56 * 56, DEFAULT_MAX_PIXELS) == (56, 56)  # below min_pixels: scaled up
+    h, w = smart_resize(5000, 5000, 28, 56 * 56, DEFAULT_MAX_PIXELS)
     assert h % 28 == w % 28 == 0 and h * w <= DEFAULT_MAX_PIXELS
-    assert visual_tokens(512, 512) <= DEFAULT_MAX_PIXELS // (28 * 28)
+    assert visual_tokens(512, 512, max_pixels=DEFAULT_MAX_PIXELS, **QWEN2_5) <= DEFAULT_MAX_PIXELS // (28 * 28)
+    # Qwen3-VL / Qwen3.5: 16-px patches merged 2 x 2, and a 256 x 256 floor on the area
+    assert visual_tokens(300, 100, factor=32, min_pixels=256 * 256, max_pixels=DEFAULT_MAX_PIXELS) == 5 * 14
+
+
+def test_training_size_is_llama_factorys():
+    """LLaMA-Factory's sizing of the released checkpoints' training images (mm_plugin.py): area scaled down to
+    the cap with truncated sides, up to 32 x 32 when smaller, short sides stretched to 28, aspect > 200 squeezed."""
+    assert training_size(1364, 314) == (1067, 245)
+    assert training_size(512, 512) == (512, 512) and training_size(300, 100) == (300, 100)
+    assert training_size(20, 20) == (32, 32)
+    assert training_size(400, 10) == (400, 28)
+    assert training_size(30000, 100, max_pixels=10**9) == (18000, 100)
 
 
 # ---------------------------------------------------------------- loading: modes and sources
@@ -256,11 +270,11 @@ def test_big_jpeg_is_decoded_at_reduced_scale():
 @pytest.mark.parametrize("mode", ["RGBA", "RGB"])
 def test_small_drawing_costs_at_most_a_third_of_upstream_tokens(mode):
     canvas = drawing(mode=mode)
-    upstream = visual_tokens(*canvas.size, max_pixels=QWEN_DEFAULT_CAP)
+    upstream = visual_tokens(*canvas.size, max_pixels=QWEN_DEFAULT_CAP, **QWEN2_5)
     assert upstream == 602
     source = {"background": None, "layers": [canvas], "composite": canvas} if mode == "RGBA" else canvas
-    prepared = prepare_image(source)
-    assert visual_tokens(*prepared.size) <= upstream / 3
+    prepared = prepare_image(source, crop=True)
+    assert visual_tokens(*prepared.size, max_pixels=DEFAULT_MAX_PIXELS, **QWEN2_5) <= upstream / 3
     # The crop holds the whole drawing: as many dark pixels as the drawing has, and a white page.
     a = np.asarray(prepared.convert("L"))
     assert a[0, 0] == 255 and (a < 128).sum() == (np.asarray(load_image(canvas).convert("L")) < 128).sum()
@@ -268,7 +282,7 @@ def test_small_drawing_costs_at_most_a_third_of_upstream_tokens(mode):
 
 def test_crop_keeps_all_the_ink_with_a_margin():
     canvas = drawing(size=(1000, 700), box=(100, 300, 700, 500))
-    prepared = prepare_image(canvas, max_pixels=10_000_000)
+    prepared = prepare_image(canvas, max_pixels=10_000_000, crop=True)
     w, h = prepared.size
     assert 600 < w < 700 and 200 < h < 260  # ink box ~605 x 205 plus margins
     a = np.asarray(prepared.convert("L"))
@@ -327,11 +341,14 @@ def test_dark_board_is_inverted():
     draw.line([(100, 200), (200, 100), (300, 200)], fill=(230, 230, 220), width=6)
     draw.line([(400, 150), (600, 150)], fill=(240, 240, 240), width=6)
     noisy = np.asarray(board).astype(np.float32) + np.random.default_rng(0).normal(0, 6, (300, 900, 3))
-    prepared = prepare_image(np.clip(noisy, 0, 255).astype(np.uint8))
+    board = np.clip(noisy, 0, 255).astype(np.uint8)
+    prepared = prepare_image(board, crop=True)
     a = np.asarray(prepared.convert("L"))
     assert np.median(a) > 150, "the board became light paper"
     assert a.min() < 60, "the chalk became dark ink"
     assert 500 < prepared.width < 560
+    whole = prepare_image(board)  # an upload: inverted too, but not cropped
+    assert whole.size == training_size(900, 300) and np.median(np.asarray(whole.convert("L"))) > 150
 
 
 def test_light_ink_on_black_is_inverted():
@@ -341,11 +358,12 @@ def test_light_ink_on_black_is_inverted():
     assert a[0, 0] == 255 and a.min() == 0
 
 
-def test_downscale_caps_the_area():
+@pytest.mark.parametrize("crop", [True, False])
+def test_downscale_caps_the_area(crop):
     big = drawing(size=(3000, 2000), box=(100, 100, 2900, 1900))
-    full = prepare_image(big, max_pixels=10_000_000)
+    full = prepare_image(big, max_pixels=10_000_000, crop=crop)
     for cap in (DEFAULT_MAX_PIXELS, 128 * 128):
-        prepared = prepare_image(big, max_pixels=cap)
+        prepared = prepare_image(big, max_pixels=cap, crop=crop)
         assert cap * 0.98 <= prepared.width * prepared.height <= cap
         assert abs(prepared.width / prepared.height - full.width / full.height) < 0.01
 
@@ -353,27 +371,31 @@ def test_downscale_caps_the_area():
 def test_tiny_drawings_reach_the_minimum_size():
     dot = Image.new("RGB", (500, 500), "white")
     ImageDraw.Draw(dot).ellipse((250, 250, 254, 254), fill="black")
-    prepared = prepare_image(dot)
+    prepared = prepare_image(dot, crop=True)
     assert min(prepared.size) >= 56
     assert np.asarray(prepared.convert("L")).min() < 100
-    assert min(prepare_image(dot, min_side=112).size) >= 112
+    assert min(prepare_image(dot, min_side=112, crop=True).size) >= 112
 
 
 def test_extreme_aspect_is_padded_within_qwen_limits():
     line = Image.new("RGB", (20000, 300), "white")
     ImageDraw.Draw(line).line([(10, 150), (19990, 150)], fill="black", width=3)
-    prepared = prepare_image(line)
+    prepared = prepare_image(line, crop=True)
     w, h = prepared.size
     assert w / h <= MAX_ASPECT and w * h <= DEFAULT_MAX_PIXELS
-    h_bar, w_bar = smart_resize(h, w)
+    h_bar, w_bar = smart_resize(h, w, 28, 56 * 56, DEFAULT_MAX_PIXELS)
     assert max(h_bar, w_bar) / min(h_bar, w_bar) < 200
+    ribbon = Image.new("RGB", (30000, 100), "white")
+    ImageDraw.Draw(ribbon).line([(10, 50), (29990, 50)], fill="black", width=3)
+    upload = prepare_image(ribbon)  # whole, squeezed like a training image: aspect 180, within Qwen's limit
+    assert upload.size == (29 * 180, 29)
 
 
-def test_real_photos_crop_sensibly():
+def test_real_photos_are_sent_whole_and_would_crop_sensibly():
     for path in sorted(shared_path("hme100k_photos").glob("*.jpg")):
         original = load_image(path)
         prepared = prepare_image(path)
-        assert prepared.width * prepared.height <= DEFAULT_MAX_PIXELS
+        assert prepared.size == training_size(*original.size) and prepared.width * prepared.height <= DEFAULT_MAX_PIXELS
         # These photos are already cut around the formula: the crop keeps nearly all of it.
         box, dark = _ink_box(original)
         assert not dark, path.name

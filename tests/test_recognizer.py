@@ -83,16 +83,18 @@ def test_transparent_sketch_and_numpy_input(recognizer):
 
 @pytest.mark.parametrize("mode", ["RGBA", "RGB"])
 def test_small_drawing_on_a_big_canvas_costs_few_visual_tokens(recognizer, mode):
-    """Upstream's preprocessing keeps a 1200x400 canvas whole: 602 visual tokens. Ours crops to the ink."""
+    """Upstream's preprocessing keeps a 1200x400 canvas whole: 602 visual tokens. A sketch is cropped to the ink."""
     canvas = Image.new(mode, (1200, 400), (0, 0, 0, 0) if mode == "RGBA" else "white")
     ink = (0, 0, 0, 255) if mode == "RGBA" else "black"
     draw = ImageDraw.Draw(canvas)
     draw.line((540, 170, 600, 230, 660, 170), fill=ink, width=5)
     draw.ellipse((560, 180, 640, 220), outline=ink, width=5)
-    result = recognizer.recognize(canvas, **FEW)
+    result = recognizer.recognize(canvas, crop=True, **FEW)
     assert 0 < result.visual_tokens <= 602 // 3
-    prepared = recognizer.prepare(canvas)  # the processor's count agrees with unimumer.images' arithmetic
-    assert result.visual_tokens == recognizer.visual_tokens(prepared) == visual_tokens(*prepared.size)
+    prepared = recognizer.prepare(canvas, crop=True)  # the processor's count agrees with unimumer.images' arithmetic
+    arithmetic = visual_tokens(*prepared.size, factor=28, min_pixels=56 * 56, max_pixels=512 * 512)
+    assert result.visual_tokens == recognizer.visual_tokens(prepared) == arithmetic
+    assert recognizer.recognize(canvas, **FEW).visual_tokens > 3 * result.visual_tokens  # an upload: whole
 
 
 def test_blank_page_is_refused(recognizer):
@@ -140,7 +142,7 @@ def test_periodic_tail():
 
 def test_generation_options():
     greedy = GenerationOptions().config("tree", eos_token_id=[2, 0], pad_token_id=0)
-    assert (greedy.do_sample, greedy.max_new_tokens, greedy.eos_token_id) == (False, 1536, [2, 0])
+    assert (greedy.do_sample, greedy.max_new_tokens, greedy.eos_token_id) == (False, 2048, [2, 0])
     sampled = GenerationOptions(do_sample=True, max_new_tokens=7).config("vanilla", [2], 0)
     assert (sampled.temperature, sampled.top_p, sampled.top_k, sampled.max_new_tokens) == (0.2, 0.8, 50, 7)
     per_task = GenerationOptions(max_new_tokens={"tree": 300})

@@ -131,3 +131,22 @@ def test_paper_is_zero_after_normalisation(tiny_model_dir):
     white = Image.new("RGB", (56, 56), "white")
     pixels = processor.image_processor(images=[white], return_tensors="np")["pixel_values"]
     assert np.abs(pixels).max() < 1e-6
+
+
+@pytest.mark.parametrize("family, model_class", [("qwen3-vl", "Qwen3VLForConditionalGeneration"),
+                                                 ("qwen3.5", "Qwen3_5ForConditionalGeneration")])
+def test_cli_builds_each_family(family, model_class, tmp_path, capsys):
+    out = tmp_path / family
+    assert main(["--out", str(out), "--family", family]) == 0
+    assert family in capsys.readouterr().err
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == [model_class] and config["vision_config"]["patch_size"] == 16
+    processor = json.loads((out / "processor_config.json").read_text())
+    assert processor["processor_class"] == "Qwen3VLProcessor"
+    assert processor["image_processor"]["size"]["shortest_edge"] == 256 * 256  # the family's floor
+    rope = config["text_config"]["rope_parameters"]
+    assert rope["mrope_interleaved"] and sum(rope["mrope_section"]) == TinySize().rotary_half(family)
+    if family == "qwen3.5":  # Gated DeltaNet layers, the last one full attention
+        assert config["text_config"]["layer_types"] == ["linear_attention", "full_attention"]
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "x"), "--family", "qwen9"])

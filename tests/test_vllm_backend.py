@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 from PIL import Image, ImageDraw
 
-from unimumer.generation import GenerationOptions
+from unimumer.generation import GenerationOptions, image_size
 from unimumer.hub import ModelLoadError
 from unimumer.processor import load_processor
 from unimumer.tasks import human_prompt
@@ -47,9 +47,10 @@ def test_sampling_settings():
 
 
 def test_engine_settings():
-    kwargs = engine_kwargs("/m", max_pixels=262144, min_pixels=3136, tensor_parallel_size=2)
-    assert kwargs["mm_processor_kwargs"] == {"min_pixels": 3136, "max_pixels": 262144}
-    assert kwargs["limit_mm_per_prompt"] == {"image": 1} and kwargs["tensor_parallel_size"] == 2
+    size = {"shortest_edge": 65536, "longest_edge": 16777216}
+    kwargs = engine_kwargs("/m", size, tensor_parallel_size=2)
+    assert kwargs["mm_processor_kwargs"] == {"size": size} and "trust_remote_code" not in kwargs
+    assert kwargs["limit_mm_per_prompt"] == {"image": 1, "video": 0} and kwargs["tensor_parallel_size"] == 2
 
 
 def test_missing_vllm_is_one_clear_sentence(monkeypatch, tiny_model_dir, tmp_path, capsys):
@@ -95,11 +96,11 @@ def test_pipeline_runs_on_the_engine(fake_vllm, tiny_model_dir):
     recognizer = VllmRecognizer.from_pretrained(str(tiny_model_dir), max_pixels=200_000)
     engine = recognizer.model
     assert engine.kwargs["model"] == str(tiny_model_dir)
-    assert engine.kwargs["mm_processor_kwargs"]["max_pixels"] == 200_000
+    assert engine.kwargs["mm_processor_kwargs"]["size"] == image_size(recognizer.processor, 200_000)
     results = recognizer.recognize_batch([_scribble(), _scribble(500, 100)], mode="correct", batch_size=2)
     assert [r.latex for r in results] == ["x ^ { 2 }"] * 2
     assert results[0].candidate == "x ^ { z }" and results[0].log == ["REPLACE:z -> 2"]
     assert [len(requests) for requests, _ in engine.calls] == [2, 2, 2]  # vanilla, error_find, error_fix
-    assert engine.calls[0][1]["temperature"] == 0.0 and engine.calls[0][1]["max_tokens"] == 512
+    assert engine.calls[0][1]["temperature"] == 0.0 and engine.calls[0][1]["max_tokens"] == 1024
     expected = [recognizer.visual_tokens(recognizer.prepare(image)) for image in (_scribble(), _scribble(500, 100))]
     assert [r.visual_tokens for r in results] == expected and expected[0] > 0

@@ -1,4 +1,4 @@
-"""Uni-MuMER: handwritten mathematical expression recognition with a fine-tuned Qwen2.5-VL.
+"""Uni-MuMER: handwritten mathematical expression recognition with fine-tuned Qwen vision-language models.
 
 Light modules (`tasks`, `latex`, `metrics`, `images`, `ink`) import without torch;
 `Recognizer` is imported lazily so `from unimumer.tasks import ...` stays fast.

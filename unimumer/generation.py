@@ -6,13 +6,8 @@ from dataclasses import dataclass
 import torch
 from transformers import GenerationConfig, StoppingCriteria
 
-# Per-pass budgets. CROHME 2014 targets in the tiny LaTeX tokenizer: vanilla mean 17 / max 205 tokens,
-# count 43 / 257, tree 51 / 577; Qwen's tokenizer needs ~1.3-2x as many (" \frac" and " 1" are two tokens
-# there). Greedy decoding stops at <|im_end|> and the loop guard stops repetition, so a budget only
-# bounds a runaway output.
-MAX_NEW_TOKENS = {"vanilla": 512, "tree": 1536, "count": 1024, "error_find": 512, "error_fix": 512}
-# Upstream's evaluation sampling (vLLM): temperature 0.2, top-p 0.8, top-k 50.
-SAMPLING = {"temperature": 0.2, "top_p": 0.8, "top_k": 50}
+from unimumer.decoding import MAX_NEW_TOKENS, SAMPLING
+
 REPETITION_WARNING = "The model started repeating itself, so its output was cut short; the reading is unreliable."
 
 
@@ -81,21 +76,42 @@ def looped(token_ids: list[int]) -> bool:
     return bool(token_ids) and bool(periodic_tail(torch.tensor([token_ids]))[0])
 
 
-def chat_prompt(processor, prompt: str, system: str | None = None) -> str:
-    """The ChatML text of one user turn (image first, then `prompt`) and the assistant's opening.
+ASSISTANT_OPENING = "<|im_start|>assistant\n"
 
-    The image appears as the single `<|image_pad|>` placeholder the processor expands. Whether a default
-    system turn is added is the checkpoint's chat template's choice (the released model's adds one).
+
+def chat_prompt(processor, prompt: str, system: str | None = None) -> str:
+    """The ChatML text of one user turn (image first, then `prompt`) and the assistant's opening, as the
+    checkpoint was trained with.
+
+    The image appears as the single `<|image_pad|>` placeholder the processor expands. The system turn is
+    the checkpoint's chat template's choice: Qwen2.5-VL's adds "You are a helpful assistant.", as
+    LLaMA-Factory's `qwen2_vl` template did in training; Qwen3-VL's and Qwen3.5's add none, like
+    `qwen3_vl_nothink` / `qwen3_5_nothink`. Those templates never opened a think block either, so whatever
+    a template writes after the assistant's opening (Qwen3.5's `<think>\n`) is cut.
     """
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
     if system is not None:
         messages.insert(0, {"role": "system", "content": [{"type": "text", "text": system}]})
-    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    head, opening, _ = text.rpartition(ASSISTANT_OPENING)
+    return head + opening if opening else text
 
 
 def image_size(processor, max_pixels: int) -> dict:
-    """The processor's `size` argument that caps the image area at `max_pixels`.
+    """The processor's `size` argument for images of at most `max_pixels` already prepared to that cap.
 
-    A Hub processor allows ~12.8 M pixels; training and inference both cap lower, the same way.
+    The processor rounds with its own limits (as in training: a released checkpoint's processor allows
+    ~12.8-16.8 M pixels, one trained by this kit records its cap); only an image above its own cap (when
+    asked for more than the checkpoint was trained at) raises the cap to `max_pixels`.
     """
-    return {"shortest_edge": processor.image_processor.size["shortest_edge"], "longest_edge": max_pixels}
+    size = processor.image_processor.size
+    return {"shortest_edge": size["shortest_edge"], "longest_edge": max(size["longest_edge"], max_pixels)}
+
+
+def visual_token_count(processor, width: int, height: int, max_pixels: int) -> int:
+    """Visual tokens `processor` spends on a width x height image prepared to at most `max_pixels`, as the
+    processor itself counts them (sides rounded to its patch_size x merge_size, area within its limits)."""
+    size = image_size(processor, max_pixels)
+    limits = {"min_pixels": size["shortest_edge"], "max_pixels": size["longest_edge"]}
+    image_processor = processor.image_processor
+    return image_processor.get_number_of_image_patches(height, width, limits) // image_processor.merge_size**2

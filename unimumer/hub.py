@@ -1,4 +1,7 @@
-"""Which checkpoint to load: a folder, the bundled offline model, or a Hugging Face Hub id.
+"""Which checkpoint to load: a folder, the bundled offline model, a Hugging Face Hub id or a short name.
+
+Short names (`ZOO`) name the released Uni-MuMER checkpoints (upstream's README, "Model Zoo"): `3b`, `7b`,
+`qwen3-vl-2b`, `qwen3-vl-4b`, `qwen3.5-2b`, `qwen3.5-4b`; `bundled` is the small offline model.
 
 huggingface_hub retries for ~23 s per file when the Hub cannot be reached (139 s for a processor), so
 `resolve_model` asks the Hub host's DNS first (milliseconds). Unreachable and nothing cached: the
@@ -17,20 +20,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-DEFAULT_MODEL = "phxember/Uni-MuMER-Qwen2.5-VL-3B"
+# The released checkpoints by short name, as upstream's README lists them (2026-04-13 release).
+ZOO = {
+    "3b": "phxember/Uni-MuMER-Qwen2.5-VL-3B",
+    "7b": "phxember/Uni-MuMER-Qwen2.5-VL-7B",
+    "qwen3-vl-2b": "phxember/Uni-MuMER-Qwen3-VL-2B",
+    "qwen3-vl-4b": "phxember/Uni-MuMER-Qwen3-VL-4B",
+    "qwen3.5-2b": "phxember/Uni-MuMER-Qwen3.5-2B",
+    "qwen3.5-4b": "phxember/Uni-MuMER-Qwen3.5-4B",
+}
+DEFAULT_MODEL = ZOO["qwen3.5-2b"]  # why: README "Model zoo" and DESIGN-notes (accuracy, size, licence, speed)
 BUNDLED_MODEL_DIR = Path(__file__).resolve().parent / "bundled"
 ENV_VAR = "UNIMUMER_MODEL"
 BUNDLED = "bundled"
 # Measured in the bundled model's card; said with every notice so users expect its many warnings.
-_LESS_ACCURATE = ("it is much less accurate than the released 3B model: its Tree-CoT and counts often disagree "
+_LESS_ACCURATE = ("it is much less accurate than the released models: its Tree-CoT and counts often disagree "
                   "with its answer, and its error correction spoils more readings than it fixes.")
 BUNDLED_NOTICE = (
     "The Hugging Face Hub cannot be reached, so the small offline model bundled with Uni-MuMER is answering; "
     + _LESS_ACCURATE
 )
 BUNDLED_REQUESTED_NOTICE = "The small offline model bundled with Uni-MuMER is answering, as requested; " + _LESS_ACCURATE
+TRAINING_RECORD = "unimumer_training.json"  # how this kit trained a checkpoint (train.finetune writes it)
 # What a checkpoint needs: weights, configs, tokenizer, chat template (not the training states).
-MODEL_FILES = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "*.tiktoken"]
+MODEL_FILES = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "*.tiktoken"]  # includes TRAINING_RECORD
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
@@ -116,6 +129,29 @@ def cached_snapshot(repo_id: str) -> str | None:
     return str(folder) if is_checkpoint(folder) else None
 
 
+def trained_on_crops(folder) -> bool:
+    """Whether a checkpoint learned from images cropped to their ink: its training record says so, and
+    records written before `crop_to_ink` existed come from runs that always cropped. Released checkpoints
+    (no record) learned from whole images."""
+    path = Path(folder) / TRAINING_RECORD
+    if not path.is_file():
+        return False
+    try:
+        return bool(json.loads(path.read_text(encoding="utf-8")).get("crop_to_ink", True))
+    except (OSError, ValueError):
+        return False
+
+
+def short_name(name: str) -> str:
+    """The zoo's short name of a Hub id (`phxember/Uni-MuMER-Qwen3.5-2B` -> `qwen3.5-2b`), else `name`."""
+    return next((short for short, repo_id in ZOO.items() if repo_id == name), name)
+
+
+def cached_models() -> list[str]:
+    """Short names of the released models whose weights are all in the local Hub cache (no download)."""
+    return [short for short, repo_id in ZOO.items() if cached_snapshot(repo_id)]
+
+
 def is_checkpoint(folder: Path) -> bool:
     """A folder with a config and every weight file it names."""
     folder = Path(folder)
@@ -128,14 +164,24 @@ def is_checkpoint(folder: Path) -> bool:
     return (folder / "model.safetensors").is_file()
 
 
-def resolve_model(name: str | None = None) -> ModelChoice:
-    """Decide what to load: `name`, else $UNIMUMER_MODEL, else the released 3B model.
+def hub_id(name: str) -> str:
+    """A short name of the zoo (any case) -> its Hub id; anything else unchanged."""
+    return ZOO.get(name.strip().lower(), name)
 
-    "bundled" is the offline model; an existing folder is used as is; a Hub id comes from the local
-    cache when it is there, else from the Hub if it answers. Raises ModelLoadError (one sentence).
+
+def resolve_model(name: str | None = None) -> ModelChoice:
+    """Decide what to load: `name`, else $UNIMUMER_MODEL, else the default released model (DEFAULT_MODEL).
+
+    "bundled" is the offline model; an existing folder is used as is; a short name (ZOO) stands for its
+    Hub id; a Hub id comes from the local cache when it is there, else from the Hub if it answers.
+    Raises ModelLoadError (one sentence).
     """
-    explicit = name or os.environ.get(ENV_VAR) or None
+    explicit = str(name) if name else os.environ.get(ENV_VAR) or None
     name = explicit or DEFAULT_MODEL
+    if name.strip().lower() == BUNDLED:
+        name = BUNDLED
+    elif not Path(name).expanduser().exists():
+        name = hub_id(name)
     if name == BUNDLED:
         if not bundled_available():
             raise ModelLoadError(
@@ -149,7 +195,10 @@ def resolve_model(name: str | None = None) -> ModelChoice:
             raise ModelLoadError(f"{name} is not a model checkpoint folder (no config.json with its weights).")
         return ModelChoice(name, str(path), "local")
     if not _HUB_ID.match(name):
-        raise ModelLoadError(f"{name!r} is neither an existing folder nor a Hugging Face Hub model id (owner/name).")
+        raise ModelLoadError(
+            f"{name!r} is neither an existing folder, a Hugging Face Hub model id (owner/name) nor a short name "
+            f"({', '.join([*ZOO, BUNDLED])})."
+        )
     cached = cached_snapshot(name)
     if cached:
         return ModelChoice(name, cached, "hub-cache")

@@ -1,9 +1,12 @@
-"""Any image source -> clean RGB page -> the small picture the model reads.
+"""Any image source -> clean RGB page -> the picture the model reads.
 
 `load_image` turns paths, bytes, PIL images, numpy arrays and Gradio sketch dicts into RGB on white,
-refusing huge, empty and corrupt inputs with one sentence. `prepare_image` inverts dark boards, crops
-to the ink with a margin and caps the area at the training resolution: the number of visual tokens,
-(H/28)·(W/28) after Qwen's resize, is the main cost of recognition.
+refusing huge, empty and corrupt inputs with one sentence. `prepare_image` inverts a clearly dark board
+and caps the area at the training resolution, the way the released checkpoints were trained
+(LLaMA-Factory: scale the area down to the cap, nothing else): uploads and photos are not cropped or
+padded. A sketchpad canvas, a mostly empty page, is cropped to the ink first (`crop=True`).
+The processor then rounds the sides to whole visual tokens of `patch_size * merge_size` pixels (28 for
+Qwen2.5-VL, 32 for Qwen3-VL / Qwen3.5): their number is the main cost of recognition.
 """
 from __future__ import annotations
 
@@ -16,11 +19,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageChops, ImageFilter, ImageOps, UnidentifiedImageError
 
-DEFAULT_MAX_PIXELS = 512 * 512  # the training resolution: area cap of the model input
+DEFAULT_MAX_PIXELS = 512 * 512  # the training resolution: area cap of the model input (image_max_pixels)
 MAX_INPUT_PIXELS = 40_000_000  # larger inputs are refused before their pixels are decoded
-QWEN_FACTOR = 28  # Qwen2-VL: 14-px patches merged 2x2, so sides are multiples of 28
-QWEN_MIN_PIXELS = 56 * 56
-MAX_ASPECT = 100  # Qwen refuses aspect ratios over 200; padding keeps us well below
+MAX_ASPECT = 100  # Qwen refuses aspect ratios over 200; padding keeps a cropped sketch well below
+# What LLaMA-Factory does to a training image besides the area cap: images under 32 x 32 pixels of area are
+# scaled up to it (its image_min_pixels default), short sides below 28 px are stretched to 28, and an
+# aspect ratio over 200 is squeezed to 180 (its Qwen-VL plugin).
+TRAINING_MIN_PIXELS, MIN_TRAINING_SIDE, TRAINING_ASPECT_LIMIT, TRAINING_ASPECT = 32 * 32, 28, 200, 180
 WORK_SIDE = 1600  # ink is located on a copy at most this many pixels across
 
 
@@ -31,14 +36,14 @@ class ImageError(ValueError):
 # ---------------------------------------------------------------- visual tokens
 
 
-def smart_resize(
-    height: int,
-    width: int,
-    factor: int = QWEN_FACTOR,
-    min_pixels: int = QWEN_MIN_PIXELS,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> tuple[int, int]:
-    """Qwen2-VL's resize target (height, width): sides rounded to multiples of `factor`, area within
+def vision_factor(image_processor) -> int:
+    """Pixels per visual token along a side: the processor's patch_size x merge_size (28 for Qwen2.5-VL,
+    32 for Qwen3-VL / Qwen3.5, 16 for 16-px patches without merging)."""
+    return int(image_processor.patch_size) * int(image_processor.merge_size)
+
+
+def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """Qwen-VL's resize target (height, width): sides rounded to multiples of `factor`, area within
     [min_pixels, max_pixels]; the same arithmetic as transformers' `smart_resize`, minus its refusal of
     aspect ratios over 200 (prepare_image never produces those)."""
     h_bar = round(height / factor) * factor
@@ -54,12 +59,26 @@ def smart_resize(
     return h_bar, w_bar
 
 
-def visual_tokens(
-    width: int, height: int, max_pixels: int = DEFAULT_MAX_PIXELS, min_pixels: int = QWEN_MIN_PIXELS
-) -> int:
-    """Visual tokens Qwen2.5-VL spends on a width x height image (no torch needed)."""
-    h_bar, w_bar = smart_resize(height, width, QWEN_FACTOR, min_pixels, max_pixels)
-    return (h_bar // QWEN_FACTOR) * (w_bar // QWEN_FACTOR)
+def visual_tokens(width: int, height: int, *, factor: int, min_pixels: int, max_pixels: int) -> int:
+    """Visual tokens a Qwen-VL processor spends on a width x height image (no torch needed)."""
+    h_bar, w_bar = smart_resize(height, width, factor, min_pixels, max_pixels)
+    return (h_bar // factor) * (w_bar // factor)
+
+
+def training_size(width: int, height: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) of an upload after the area cap, as LLaMA-Factory sized the released checkpoints'
+    training images: scaled down to at most `max_pixels` (sides truncated), tiny images up to 32 x 32 of
+    area, short sides stretched to 28 px, aspect ratios over 200 squeezed to 180."""
+    area = width * height
+    if area > max_pixels or area < TRAINING_MIN_PIXELS:
+        scale = math.sqrt((max_pixels if area > max_pixels else TRAINING_MIN_PIXELS) / area)
+        width, height = max(1, int(width * scale)), max(1, int(height * scale))
+    width, height = max(width, MIN_TRAINING_SIDE), max(height, MIN_TRAINING_SIDE)
+    if width / height > TRAINING_ASPECT_LIMIT:
+        width = height * TRAINING_ASPECT
+    elif height / width > TRAINING_ASPECT_LIMIT:
+        height = width * TRAINING_ASPECT
+    return width, height
 
 
 # ---------------------------------------------------------------- loading
@@ -294,12 +313,18 @@ def _paper_colour(image: Image.Image) -> tuple[int, int, int]:
     return tuple(int(v) for v in np.median(border, axis=0))
 
 
-def prepare_image(image, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = 56) -> Image.Image:
-    """The model's view of an image: upright RGB, dark boards inverted, cropped to the ink with a margin,
-    at most `max_pixels` in area, each side at least `min_side` (small crops are enlarged, then padded).
+def is_sketch(source) -> bool:
+    """Whether an input is a drawing canvas (a Gradio Sketchpad / ImageEditor value), which is cropped."""
+    return isinstance(source, dict)
 
-    Accepts anything `load_image` does. Raises ImageError("No handwriting found in the image.") for a
-    blank page or an empty sketch.
+
+def prepare_image(image, max_pixels: int = DEFAULT_MAX_PIXELS, *, crop: bool = False, min_side: int = 56) -> Image.Image:
+    """The model's view of an image: upright RGB, a clearly dark board inverted, at most `max_pixels` in area.
+
+    An upload or photo (`crop=False`) is only scaled down to the cap (`training_size`), as the released
+    checkpoints were trained. A sketch canvas (`crop=True`) is first cropped to the ink with a margin,
+    each side at least `min_side` (small crops are enlarged, then padded). Accepts anything `load_image`
+    does. Raises ImageError("No handwriting found in the image.") for a blank page or an empty sketch.
     """
     image = load_image(image)
     box, dark = _ink_box(image)
@@ -307,6 +332,14 @@ def prepare_image(image, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = 5
         raise ImageError("No handwriting found in the image.")
     if dark:
         image = ImageOps.invert(image)
+    if not crop:
+        size = training_size(*image.size, max_pixels)
+        return image if size == image.size else image.resize(size, Image.Resampling.BICUBIC)
+    return _crop_to_ink(image, box, max_pixels, min_side)
+
+
+def _crop_to_ink(image: Image.Image, box: tuple[int, int, int, int], max_pixels: int, min_side: int) -> Image.Image:
+    """The ink box plus a margin, padded to Qwen's aspect limit and `min_side`, at most `max_pixels`."""
     x0, y0, x1, y1 = box
     margin = max(4, round(0.1 * (y1 - y0)))
     crop = image.crop(

@@ -27,6 +27,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from unimumer.decoding import DECODING, decoding_options
+from unimumer.hub import DEFAULT_MODEL, ZOO
 from unimumer.images import DEFAULT_MAX_PIXELS
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -42,15 +44,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
     parser.add_argument(
         "--model",
-        help="checkpoint folder, Hugging Face Hub id or 'bundled' (default: $UNIMUMER_MODEL, "
-        "else phxember/Uni-MuMER-Qwen2.5-VL-3B)",
+        help=f"checkpoint folder, Hugging Face Hub id, 'bundled' or a short name of the released models "
+        f"({', '.join(ZOO)}) (default: $UNIMUMER_MODEL, else {DEFAULT_MODEL})",
     )
     parser.add_argument("--mode", default="vanilla", help=f"{MODES_HELP} (default vanilla)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per generate call (default 8)")
     parser.add_argument(
         "--max-pixels", type=int, default=None,
-        help=f"cap on the model input area after cropping (default: the model's training resolution, "
+        help=f"cap on the model input area (default: the model's training resolution, "
         f"at most {DEFAULT_MAX_PIXELS} = 512x512)",
+    )
+    parser.add_argument(
+        "--sketch", action="store_true",
+        help="the images are mostly empty drawing canvases: crop each to its ink first (default: send them "
+        "whole, only scaled to the cap, as the released models were trained; a model this kit trained on "
+        "crops gets crops)",
     )
     parser.add_argument("--labels", type=Path, help="ground truth: an id<TAB>LaTeX caption file or a predictions JSON")
     parser.add_argument("--out", type=Path, help="write the JSON list here (default: standard output)")
@@ -58,16 +66,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dtype", default="auto", help="float32, bfloat16, ... (default: bfloat16 on CUDA, else float32)"
     )
-    parser.add_argument("--max-new-tokens", type=int, help="cap on generated tokens per pass (default: per mode)")
-    parser.add_argument(
-        "--sample", action="store_true", help="sample (temperature 0.2, top-p 0.8, top-k 50) instead of greedy"
-    )
+    add_decoding_arguments(parser)
     parser.add_argument(
         "--backend", choices=("transformers", "vllm"), default="transformers",
         help="transformers (default, CPU or GPU) or vllm (optional extra, GPU only)",
     )
     parser.add_argument("--no-resume", action="store_true", help="recompute images already in --out")
     parser.set_defaults(run=run)
+
+
+def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
+    """--decoding, --max-new-tokens and --sample (shared with train.evaluate)."""
+    parser.add_argument(
+        "--decoding", choices=list(DECODING), default="greedy",
+        help="greedy (default) or paper: upstream's evaluation (sampling at temperature 0.2, top-p 0.8, "
+        "top-k 50, up to 2048 new tokens per pass)",
+    )
+    parser.add_argument("--max-new-tokens", type=int, help="cap on generated tokens per pass (default: per mode)")
+    parser.add_argument(
+        "--sample", action="store_true", help="sample (temperature 0.2, top-p 0.8, top-k 50) instead of greedy"
+    )
+
+
+def decoding(args: argparse.Namespace) -> dict:
+    """GenerationOptions fields of the command line: the --decoding preset, then the explicit flags."""
+    return decoding_options(args.decoding, max_new_tokens=args.max_new_tokens, do_sample=args.sample or None)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -115,7 +138,7 @@ def _predict(args: argparse.Namespace) -> int:
             records[key] = _record(path, mode, labels, recognizer.model_name, error=problem)
         else:
             todo.append(path)
-    options = {"max_new_tokens": args.max_new_tokens, "do_sample": args.sample}
+    options = dict(decoding(args), crop=args.sketch or None)
     chunk = args.batch_size * 4  # results are saved after each chunk
     with tqdm(total=len(inputs), initial=len(inputs) - len(todo), unit="img", file=sys.stderr) as bar:
         for start in range(0, len(todo), chunk):

@@ -1,7 +1,8 @@
 """`Recognizer`: handwritten math image in, LaTeX out, with any Uni-MuMER checkpoint.
 
     from unimumer import Recognizer
-    rec = Recognizer.from_pretrained()            # $UNIMUMER_MODEL, else phxember/Uni-MuMER-Qwen2.5-VL-3B
+    rec = Recognizer.from_pretrained()            # $UNIMUMER_MODEL, else unimumer.hub.DEFAULT_MODEL
+    rec = Recognizer.from_pretrained("3b")        # short names of the released models: unimumer.hub.ZOO
     rec.recognize("formula.png").latex
     rec.recognize(image, mode=["tree", "count", "correct"])
     rec.recognize_batch(paths, mode="vanilla", batch_size=16)
@@ -22,10 +23,10 @@ import torch
 from transformers import AutoModelForImageTextToText, StoppingCriteriaList
 
 from unimumer.generation import (
-    REPETITION_WARNING, GenerationOptions, RepetitionGuard, chat_prompt, image_size, looped,
+    REPETITION_WARNING, GenerationOptions, RepetitionGuard, chat_prompt, image_size, looped, visual_token_count,
 )
-from unimumer.hub import ModelLoadError, download, resolve_model
-from unimumer.images import DEFAULT_MAX_PIXELS, QWEN_MIN_PIXELS as MIN_PIXELS, ImageError, load_image, prepare_image
+from unimumer.hub import ModelLoadError, download, resolve_model, trained_on_crops
+from unimumer.images import DEFAULT_MAX_PIXELS, ImageError, is_sketch, prepare_image
 from unimumer.processor import load_processor
 from unimumer.tasks import DELETED, ERROR_START, consistency_warnings, human_prompt, parse_output
 
@@ -103,12 +104,18 @@ class _Pass:
     looped: bool
 
 
+def min_pixels(processor) -> int:
+    """The smallest image area the checkpoint's processor produces (it scales smaller images up)."""
+    return int(processor.image_processor.size["shortest_edge"])
+
+
 def training_max_pixels(processor) -> int:
-    """The image area the checkpoint was trained at: 512x512, or its processor's lower cap."""
+    """The image area the checkpoint was trained at: 512x512 (every released checkpoint), or its
+    processor's lower cap (a model trained by this kit records its cap there)."""
     # transformers 5 keeps the cap in `size["longest_edge"]` (older configs: `max_pixels`)
     size = getattr(processor.image_processor, "size", None) or {}
     trained = size.get("longest_edge") or getattr(processor.image_processor, "max_pixels", None) or DEFAULT_MAX_PIXELS
-    return max(MIN_PIXELS, min(DEFAULT_MAX_PIXELS, trained))
+    return max(min_pixels(processor), min(DEFAULT_MAX_PIXELS, trained))
 
 
 class Recognizer:
@@ -123,15 +130,17 @@ class Recognizer:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         notice: str | None = None,
         is_bundled: bool = False,
+        crop_uploads: bool = False,
     ):
-        if max_pixels < MIN_PIXELS:
-            raise ValueError(f"max_pixels must be at least {MIN_PIXELS} (56 x 56).")
+        if max_pixels < min_pixels(processor):
+            raise ValueError(f"max_pixels must be at least {min_pixels(processor)}, the processor's smallest image area.")
         self.model = model.eval() if isinstance(model, torch.nn.Module) else model  # vLLM: an engine
         self.processor = processor
         self.model_name = model_name
         self.max_pixels = max_pixels
         self.notice = notice
         self.is_bundled = is_bundled
+        self.crop_uploads = crop_uploads  # trained on ink crops (this kit's --crop_to_ink): crop every input
         tokenizer = processor.tokenizer
         self.eos_token_ids = [
             i for i in dict.fromkeys(tokenizer.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])) if i is not None
@@ -146,7 +155,8 @@ class Recognizer:
         dtype="auto",
         max_pixels: int | None = None,
     ) -> "Recognizer":
-        """Load a checkpoint: a folder, "bundled", a Hub id, or None for $UNIMUMER_MODEL / the released 3B.
+        """Load a checkpoint: a folder, "bundled", a Hub id, a short name (unimumer.hub.ZOO), or None for
+        $UNIMUMER_MODEL / the default released model.
 
         device "auto" is CUDA when present, else CPU; dtype "auto" is bfloat16 on CUDA, float32 on CPU.
         max_pixels None is the training resolution: 512x512, or less when the checkpoint's processor
@@ -154,8 +164,6 @@ class Recognizer:
         Raises ModelLoadError with one sentence when the model cannot be found or loaded.
         """
         device, dtype = _device_and_dtype(device, dtype)
-        if max_pixels is not None and max_pixels < MIN_PIXELS:
-            raise ValueError(f"max_pixels must be at least {MIN_PIXELS} (56 x 56).")
         choice = resolve_model(model)
         path = download(choice)
         try:
@@ -171,6 +179,7 @@ class Recognizer:
             max_pixels=max_pixels or training_max_pixels(processor),
             notice=choice.notice,
             is_bundled=choice.is_bundled,
+            crop_uploads=trained_on_crops(path),
         )
 
     @property
@@ -184,20 +193,25 @@ class Recognizer:
         self.processor.save_pretrained(out)
         return out
 
-    def prepare(self, image):
-        """Any supported input (path, bytes, PIL, numpy, Gradio sketch dict) -> the model's RGB input image."""
-        return prepare_image(load_image(image), max_pixels=self.max_pixels)
+    def crops(self, image) -> bool:
+        """Whether an input is cropped to its ink by default: a sketch canvas (Gradio dict) is; anything else
+        is sent whole, as the released checkpoints were trained, unless this one was trained on crops."""
+        return is_sketch(image) or self.crop_uploads
+
+    def prepare(self, image, crop: bool | None = None):
+        """Any supported input (path, bytes, PIL, numpy, Gradio sketch dict) -> the model's RGB input image
+        (crop None: as `crops` decides)."""
+        return prepare_image(image, max_pixels=self.max_pixels, crop=self.crops(image) if crop is None else crop)
 
     def visual_tokens(self, image) -> int:
-        """Visual tokens the model spends on a prepared image (the processor rounds sides to 28 px)."""
-        processor = self.processor.image_processor
-        patches = processor.get_number_of_image_patches(image.height, image.width, {"max_pixels": self.max_pixels})
-        return patches // processor.merge_size**2
+        """Visual tokens the model spends on a prepared image, as its processor counts them (sides rounded
+        to its patch_size x merge_size)."""
+        return visual_token_count(self.processor, image.width, image.height, image.width * image.height)
 
-    def recognize(self, image, mode="vanilla", **options) -> RecognitionResult:
+    def recognize(self, image, mode="vanilla", crop: bool | None = None, **options) -> RecognitionResult:
         """Recognise one image; `options` are GenerationOptions fields (max_new_tokens, do_sample, ...).
-        Raises ImageError (one sentence) for unreadable, huge or blank images."""
-        return self.recognize_batch([image], mode, batch_size=1, **options)[0]
+        crop as in `recognize_batch`. Raises ImageError (one sentence) for unreadable, huge or blank images."""
+        return self.recognize_batch([image], mode, batch_size=1, crop=crop, **options)[0]
 
     def recognize_batch(
         self,
@@ -206,11 +220,14 @@ class Recognizer:
         batch_size: int = 8,
         *,
         raise_errors: bool = True,
+        crop: bool | None = None,
         **options,
     ) -> list[RecognitionResult]:
         """Recognise many images, `batch_size` per generate call (similar sizes batched together).
 
-        With raise_errors=False an image that cannot be used gets a result with `error` set instead.
+        crop: cut each image to its ink first (None: as `prepare` decides: sketch canvases, and every input
+        of a checkpoint trained on crops). With raise_errors=False an image that cannot be used gets a
+        result with `error` set instead.
         """
         modes = normalize_modes(mode)
         settings = GenerationOptions(**options)
@@ -220,7 +237,7 @@ class Recognizer:
         for i, image in enumerate(images):
             start = time.perf_counter()
             try:
-                prepared.append((i, self.prepare(image)))
+                prepared.append((i, self.prepare(image, crop)))
                 seconds.append(time.perf_counter() - start)
             except ImageError as error:
                 if raise_errors:
@@ -308,8 +325,9 @@ class Recognizer:
         """One generate call for a batch (left padded). The vLLM backend replaces this method."""
         start = time.perf_counter()
         texts = [chat_prompt(self.processor, prompt) for prompt in prompts]
+        size = image_size(self.processor, max(image.width * image.height for image in images))
         inputs = self.processor(
-            text=texts, images=images, size=image_size(self.processor, self.max_pixels), padding=True, padding_side="left", return_tensors="pt"
+            text=texts, images=images, size=size, padding=True, padding_side="left", return_tensors="pt"
         )  # left padding: every row's generation continues at the right edge
         inputs = inputs.to(self.model.device)
         prompt_length = inputs["input_ids"].shape[1]

@@ -1,15 +1,16 @@
-"""A small, randomly initialised Uni-MuMER model: the real Qwen2.5-VL architecture at toy size.
+"""A small, randomly initialised Uni-MuMER model: a real released architecture at toy size.
 
-`build_tiny(out_dir)` writes a folder that `Recognizer.from_pretrained` and the stock
-`AutoModelForImageTextToText` load: a `Qwen2_5_VLForConditionalGeneration` (hidden 128, 2 layers, a
-2-block vision tower by default), a byte-level BPE tokenizer trained here on a LaTeX corpus (every
-LaTeX command and task word of the vocabulary is one token, any other text still round-trips through
-byte fallback), the Qwen special tokens, a ChatML chat template and the image processor.
+`build_tiny(out_dir, family=...)` writes a folder that `Recognizer.from_pretrained` and the stock
+`AutoModelForImageTextToText` load: a Qwen2.5-VL, Qwen3-VL or Qwen3.5 (Gated DeltaNet layers) model
+(hidden 128, 2 layers, a 2-block vision tower by default), a byte-level BPE tokenizer trained here on a
+LaTeX corpus (every LaTeX command and task word of the vocabulary is one token, any other text still
+round-trips through byte fallback), the Qwen special tokens, a ChatML chat template and the family's
+image processor (14-px patches for Qwen2.5-VL, 16-px for Qwen3-VL / Qwen3.5, each merged 2 x 2).
 
-Tests build one in a few seconds. The bundled offline model is trained from this family at bigger
-sizes, set with the flags below (or `build_tiny(DIR, hidden_size=256, ...)`):
+Tests build one in a few seconds. The bundled offline model is trained from the Qwen2.5-VL family at
+bigger sizes, set with the flags below (or `build_tiny(DIR, hidden_size=256, ...)`):
 
-    python -m unimumer.tiny --out DIR [--seed N] [--hidden-size 256 --num-heads 8 --num-layers 4 ...]
+    python -m unimumer.tiny --out DIR [--family qwen3.5] [--seed N] [--hidden-size 256 --num-heads 8 ...]
 """
 from __future__ import annotations
 
@@ -53,6 +54,35 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+# Qwen3.5's own template opens a think block after the assistant's opening; its Uni-MuMER checkpoints were
+# trained without one (LLaMA-Factory `qwen3_5_nothink`), so the tiny Qwen3.5 keeps that habit for the tests
+# of `unimumer.generation.chat_prompt`, which cuts it.
+THINKING_CHAT_TEMPLATE = CHAT_TEMPLATE.replace("assistant\n{% endif %}", "assistant\n<think>\n{% endif %}")
+
+
+@dataclass(frozen=True)
+class Family:
+    """What a released Uni-MuMER architecture family fixes: its transformers classes and image processor."""
+
+    config_class: str
+    model_class: str
+    processor_class: str
+    video_processor: str  # named in saved folders (needs torchvision, so never built here)
+    patch_size: int  # vision patch side; patch_size x 2 pixels per visual token
+    min_pixels: int  # the family's processor floor on the image area
+    mrope_proportions: tuple[float, float, float]  # (time, height, width) share of the rotary half
+    chat_template: str
+
+
+FAMILIES = {
+    "qwen2.5-vl": Family("Qwen2_5_VLConfig", "Qwen2_5_VLForConditionalGeneration", "Qwen2_5_VLProcessor",
+                         "Qwen2VLVideoProcessor", 14, 56 * 56, (1, 1.5, 1.5), CHAT_TEMPLATE),
+    "qwen3-vl": Family("Qwen3VLConfig", "Qwen3VLForConditionalGeneration", "Qwen3VLProcessor",
+                       "Qwen3VLVideoProcessor", 16, 256 * 256, (24, 20, 20), CHAT_TEMPLATE),
+    "qwen3.5": Family("Qwen3_5Config", "Qwen3_5ForConditionalGeneration", "Qwen3VLProcessor",
+                      "Qwen3VLVideoProcessor", 16, 256 * 256, (11, 11, 10), THINKING_CHAT_TEMPLATE),
+}
+QWEN3_5_ROTARY_SHARE = 0.25  # Qwen3.5 rotates a quarter of each head (partial_rotary_factor)
 
 # Pre-tokenisation: a LaTeX command (with its leading space) is one piece, so BPE can make it one token.
 PRETOKENIZE_REGEX = (
@@ -117,12 +147,19 @@ class TinySize:
     vision_hidden_size: int = field(default=64, metadata={"help": "vision transformer width"})
     vision_heads: int = field(default=2, metadata={"help": "vision attention heads"})
     vision_intermediate_size: int = field(default=128, metadata={"help": "vision MLP width"})
-    patch_size: int = field(default=14, metadata={"help": "vision patch side in pixels"})
+    patch_size: int = field(default=0, metadata={"help": "vision patch side in pixels (0: the family's, 14 or 16)"})
     spatial_merge_size: int = field(default=2, metadata={"help": "patches merged per side into one visual token"})
     temporal_patch_size: int = field(default=2, metadata={"help": "frames per patch (an image is repeated)"})
-    window_size: int = field(default=448, metadata={"help": "vision window-attention side in pixels (Qwen: 112)"})
+    window_size: int = field(
+        default=448, metadata={"help": "Qwen2.5-VL vision window-attention side in pixels (Qwen: 112)"}
+    )
+    linear_key_heads: int = field(default=2, metadata={"help": "Qwen3.5 Gated DeltaNet key heads"})
+    linear_value_heads: int = field(default=2, metadata={"help": "Qwen3.5 Gated DeltaNet value heads"})
+    linear_head_dim: int = field(default=16, metadata={"help": "Qwen3.5 Gated DeltaNet key and value head size"})
     max_pixels: int = field(default=DEFAULT_MAX_PIXELS, metadata={"help": "image area cap of the processor"})
-    min_pixels: int = field(default=56 * 56, metadata={"help": "image area floor of the processor"})
+    min_pixels: int = field(
+        default=0, metadata={"help": "image area floor of the processor (0: the family's, 56x56 or 256x256)"}
+    )
     max_position_embeddings: int = field(default=4096, metadata={"help": "longest sequence (tokens)"})
     rope_theta: float = field(
         default=1_000_000.0,
@@ -132,26 +169,50 @@ class TinySize:
     )
     tie_word_embeddings: bool = field(default=False, metadata={"help": "share input and output embeddings"})
 
-    def mrope_section(self) -> list[int]:
-        """M-RoPE split of head_dim/2 into (time, height, width), in Qwen's 1:1.5:1.5 proportion."""
-        half = self.hidden_size // self.num_heads // 2
-        t = half // 4
-        h = (half - t) // 2
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    def rotary_half(self, family: str = "qwen2.5-vl") -> int:
+        """Half the rotated dimensions of a head: all of it, or Qwen3.5's quarter."""
+        share = QWEN3_5_ROTARY_SHARE if family == "qwen3.5" else 1.0
+        return int(self.head_dim * share) // 2
+
+    def mrope_section(self, family: str = "qwen2.5-vl") -> list[int]:
+        """M-RoPE split of the rotary half into (time, height, width), in the family's proportions
+        (Qwen2.5-VL 1:1.5:1.5, Qwen3-VL 24:20:20, Qwen3.5 11:11:10)."""
+        p_t, p_h, p_w = FAMILIES[family].mrope_proportions
+        half = self.rotary_half(family)
+        t = int(half * p_t / (p_t + p_h + p_w))
+        h = int((half - t) * p_h / (p_h + p_w))
         return [t, h, half - t - h]
 
     def fullatt_block_indexes(self) -> list[int]:
         """Vision blocks with full attention: the last of every group of four, and the last block."""
         return sorted({i for i in range(3, self.vision_depth, 4)} | {self.vision_depth - 1})
 
-    def validate(self) -> None:
-        if self.hidden_size % self.num_heads or (self.hidden_size // self.num_heads) % 4:
+    def for_family(self, family: str) -> "TinySize":
+        """These sizes with the family's defaults filled in (patch side, processor floor)."""
+        if family not in FAMILIES:
+            raise ValueError(f"Unknown family {family!r}; choose from {', '.join(FAMILIES)}.")
+        chosen = FAMILIES[family]
+        return dataclasses.replace(
+            self, patch_size=self.patch_size or chosen.patch_size, min_pixels=self.min_pixels or chosen.min_pixels
+        )
+
+    def validate(self, family: str = "qwen2.5-vl") -> None:
+        if self.hidden_size % self.num_heads or self.head_dim % 4:
             raise ValueError("hidden_size / num_heads must be a multiple of 4 (the M-RoPE split needs it).")
+        if min(self.mrope_section(family)) < 1:
+            raise ValueError(f"The heads are too small for {family}'s M-RoPE split; use fewer, wider heads.")
         if self.num_heads % self.num_kv_heads:
             raise ValueError("num_heads must be a multiple of num_kv_heads.")
         if self.vision_hidden_size % self.vision_heads or (self.vision_hidden_size // self.vision_heads) % 4:
             raise ValueError("vision_hidden_size / vision_heads must be a multiple of 4.")
-        if self.window_size % (self.patch_size * self.spatial_merge_size):
+        if family == "qwen2.5-vl" and self.window_size % (self.patch_size * self.spatial_merge_size):
             raise ValueError("window_size must be a multiple of patch_size * spatial_merge_size.")
+        if self.linear_value_heads % self.linear_key_heads:
+            raise ValueError("linear_value_heads must be a multiple of linear_key_heads.")
         if not self.rope_theta > 1:
             raise ValueError("rope_theta must be greater than 1.")
 
@@ -210,10 +271,12 @@ def build_tokenizer():
     )
 
 
-def build_config(tokenizer, size: TinySize):
-    from transformers import Qwen2_5_VLConfig
+def build_config(tokenizer, size: TinySize, family: str = "qwen2.5-vl"):
+    """The transformers config of a tiny `family` model (sizes with the family's defaults filled in)."""
+    import transformers
 
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    rope = {"rope_type": "default", "rope_theta": size.rope_theta, "mrope_section": size.mrope_section(family)}
     text = dict(
         vocab_size=len(tokenizer),
         hidden_size=size.hidden_size,
@@ -222,7 +285,7 @@ def build_config(tokenizer, size: TinySize):
         num_attention_heads=size.num_heads,
         num_key_value_heads=size.num_kv_heads,
         max_position_embeddings=size.max_position_embeddings,
-        rope_parameters={"rope_type": "default", "rope_theta": size.rope_theta, "mrope_section": size.mrope_section()},
+        rope_parameters=rope,
         bos_token_id=ids["<|endoftext|>"],
         eos_token_id=ids["<|im_end|>"],
         pad_token_id=ids["<|endoftext|>"],
@@ -236,11 +299,29 @@ def build_config(tokenizer, size: TinySize):
         patch_size=size.patch_size,
         spatial_merge_size=size.spatial_merge_size,
         temporal_patch_size=size.temporal_patch_size,
-        window_size=size.window_size,
         out_hidden_size=size.hidden_size,
-        fullatt_block_indexes=size.fullatt_block_indexes(),
     )
-    return Qwen2_5_VLConfig(
+    if family == "qwen2.5-vl":
+        vision.update(window_size=size.window_size, fullatt_block_indexes=size.fullatt_block_indexes())
+    else:  # Qwen3-VL / Qwen3.5: learned 2-D position embeddings, interleaved M-RoPE, explicit head size
+        vision["num_position_embeddings"] = 24 * 24
+        rope["mrope_interleaved"] = True
+        text["head_dim"] = size.head_dim
+    if family == "qwen3-vl":
+        vision["deepstack_visual_indexes"] = [0]  # the first block's features also feed the first text layer
+    if family == "qwen3.5":  # Gated DeltaNet (linear attention) layers, every fourth one (and the last) full
+        rope["partial_rotary_factor"] = QWEN3_5_ROTARY_SHARE
+        text.update(
+            layer_types=["full_attention" if (i + 1) % 4 == 0 or i == size.num_layers - 1 else "linear_attention"
+                         for i in range(size.num_layers)],
+            linear_num_key_heads=size.linear_key_heads,
+            linear_num_value_heads=size.linear_value_heads,
+            linear_key_head_dim=size.linear_head_dim,
+            linear_value_head_dim=size.linear_head_dim,
+            linear_conv_kernel_dim=4,
+        )
+    config_class = getattr(transformers, FAMILIES[family].config_class)
+    return config_class(
         text_config=text,
         vision_config=vision,
         image_token_id=ids["<|image_pad|>"],
@@ -251,25 +332,27 @@ def build_config(tokenizer, size: TinySize):
     )
 
 
-def build_tiny(out_dir, seed: int = 0, **size) -> Path:
-    """Write a random `unimumer.tiny` model (weights, config, tokenizer, processor) to `out_dir`.
+def build_tiny(out_dir, seed: int = 0, family: str = "qwen2.5-vl", **size) -> Path:
+    """Write a random `unimumer.tiny` model of `family` (weights, config, tokenizer, processor) to `out_dir`.
 
     `size` overrides `TinySize` fields, e.g. `build_tiny(d, hidden_size=256, num_layers=4)`.
-    The same seed and sizes give byte-identical weights.
+    The same seed, family and sizes give byte-identical weights.
     """
     import torch
-    from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
+    import transformers
+    from transformers import GenerationConfig
 
     from unimumer.processor import image_only_processor
 
-    sizes = TinySize(**size)
-    sizes.validate()
+    sizes = TinySize(**size).for_family(family)
+    sizes.validate(family)
+    chosen = FAMILIES[family]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer()
-    config = build_config(tokenizer, sizes)
+    config = build_config(tokenizer, sizes, family)
     torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config).eval()
+    model = getattr(transformers, chosen.model_class)(config).eval()
     model.generation_config = GenerationConfig(
         bos_token_id=config.text_config.bos_token_id,
         eos_token_id=config.text_config.eos_token_id,
@@ -279,6 +362,9 @@ def build_tiny(out_dir, seed: int = 0, **size) -> Path:
     model.save_pretrained(out)
     processor = image_only_processor(
         tokenizer,
+        chat_template=chosen.chat_template,
+        processor_class=chosen.processor_class,
+        video_processor_type=chosen.video_processor,
         min_pixels=sizes.min_pixels,
         max_pixels=sizes.max_pixels,
         patch_size=sizes.patch_size,
@@ -298,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", required=True, type=Path, help="folder to write the model to")
+    parser.add_argument("--family", choices=list(FAMILIES), default="qwen2.5-vl",
+                        help="released architecture family to build (default qwen2.5-vl)")
     parser.add_argument("--seed", type=int, default=0, help="weight initialisation seed (default 0)")
     for f in dataclasses.fields(TinySize):
         flag = "--" + f.name.replace("_", "-")
@@ -312,13 +400,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     size = {f.name: getattr(args, f.name) for f in dataclasses.fields(TinySize)}
     try:
-        out = build_tiny(args.out, seed=args.seed, **size)
+        out = build_tiny(args.out, seed=args.seed, family=args.family, **size)
     except ValueError as error:
         parser.error(str(error))
     from safetensors.torch import load_file
 
     params = sum(t.numel() for t in load_file(out / "model.safetensors").values())
-    print(f"Wrote a random unimumer.tiny model ({params / 1e6:.2f} M parameters) to {out}", file=sys.stderr)
+    print(f"Wrote a random unimumer.tiny {args.family} model ({params / 1e6:.2f} M parameters) to {out}",
+          file=sys.stderr)
     return 0
 
 

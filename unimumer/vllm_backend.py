@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from unimumer.generation import GenerationOptions, chat_prompt, looped
+from unimumer.generation import GenerationOptions, chat_prompt, image_size, looped, visual_token_count
 from unimumer.hub import ModelLoadError, download, resolve_model
 from unimumer.processor import load_processor
 from unimumer.recognizer import Recognizer, _Pass, training_max_pixels
@@ -51,13 +51,15 @@ def sampling_kwargs(settings: GenerationOptions, task: str, stop_token_ids: list
     return kwargs
 
 
-def engine_kwargs(path: str, max_pixels: int, min_pixels: int, **overrides) -> dict:
-    """`vllm.LLM` arguments: one image per prompt, the same image-size cap as the transformers backend."""
+def engine_kwargs(path: str, size: dict, **overrides) -> dict:
+    """`vllm.LLM` arguments: one image and no video per prompt, the processor `size` of the transformers
+    backend (`unimumer.generation.image_size`), a context that holds a prompt and the longest answer."""
     kwargs = {
         "model": path,
         "dtype": "bfloat16",
-        "limit_mm_per_prompt": {"image": 1},
-        "mm_processor_kwargs": {"min_pixels": min_pixels, "max_pixels": max_pixels},
+        "limit_mm_per_prompt": {"image": 1, "video": 0},
+        "mm_processor_kwargs": {"size": size},
+        "max_model_len": 4096,  # Qwen3.5 declares 262,144 positions; a prompt + 2,048 new tokens fit in 4,096
         "seed": 0,
     }
     kwargs.update(overrides)
@@ -77,8 +79,7 @@ class VllmRecognizer(Recognizer):
         path = download(choice)
         processor = load_processor(path)
         max_pixels = max_pixels or training_max_pixels(processor)
-        min_pixels = processor.image_processor.size["shortest_edge"]
-        llm = vllm.LLM(**engine_kwargs(path, max_pixels, min_pixels, **overrides))
+        llm = vllm.LLM(**engine_kwargs(path, image_size(processor, max_pixels), **overrides))
         return cls(
             llm,
             processor,
@@ -94,6 +95,10 @@ class VllmRecognizer(Recognizer):
 
     def save_pretrained(self, out_dir):
         raise NotImplementedError("Save checkpoints with the transformers backend (Recognizer).")
+
+    def visual_tokens(self, image) -> int:
+        """As the engine's processor counts them: its `size` is fixed for every request."""
+        return visual_token_count(self.processor, image.width, image.height, self.max_pixels)
 
     def _generate(self, task, images, prompts, settings: GenerationOptions) -> list[_Pass]:
         from vllm import SamplingParams
