@@ -72,3 +72,21 @@ def test_bundled_model_stages_chain_and_read_the_documented_data():
         if stage == 4:  # from here on the image-width positions get usable rotary frequencies
             assert model.rope_theta == 10
     assert {path.stem for path, _ in mix} >= {"edl7_error_find", "edl7_error_fix", "crohme_tree", "crohme_count"}
+
+
+def test_new_family_configs_follow_upstreams_recipe():
+    """Upstream's train/Uni-MuMER-{Qwen3-VL,Qwen3.5}-{2B,4B}.yaml: ZeRO-3, 4 per device x 16 accumulation on
+    8 GPUs = 512, lr 1e-5 cosine, warm-up 10 %, one epoch, bf16, cutoff 2048, image_max_pixels 262144."""
+    bases = {"qwen3-vl-2b": "Qwen/Qwen3-VL-2B-Instruct", "qwen3-vl-4b": "Qwen/Qwen3-VL-4B-Instruct",
+             "qwen3.5-2b": "Qwen/Qwen3.5-2B", "qwen3.5-4b": "Qwen/Qwen3.5-4B"}
+    for short, base in bases.items():
+        name = f"uni-mumer-{short}.yaml"
+        _, model, data, args = parse(name, "--use_cpu", "true", "--deepspeed", "")
+        assert model.model == base
+        assert args.per_device_train_batch_size * args.gradient_accumulation_steps * 8 == 512
+        assert args.learning_rate == 1e-5 and args.lr_scheduler_type.value == "cosine" and args.warmup_steps == 0.1
+        assert args.num_train_epochs == 1 and args.bf16 and data.cutoff_len == 2048 and data.max_pixels == 262144
+        values = yaml.safe_load((CONFIGS / name).read_text())
+        deepspeed = finetune.load_config(CONFIGS / name, {"deepspeed", *values})["deepspeed"]
+        assert deepspeed == str(CONFIGS / "deepspeed_zero3.json")
+    assert json.loads((CONFIGS / "deepspeed_zero3.json").read_text())["zero_optimization"]["stage"] == 3

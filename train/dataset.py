@@ -3,7 +3,8 @@
 Reads ShareGPT JSONL records (`{"images": [path], "messages": [human, gpt]}`, image paths relative to
 the file's folder; the released parquet's `conversations` / `image` names are accepted too), mixes
 files with optional per-file weights, and encodes each record exactly as `unimumer.Recognizer` prompts
-at inference (`unimumer.generation.chat_prompt`, same image preparation and processor area cap),
+at inference (`unimumer.generation.chat_prompt`, same image preparation and processor sizing: images
+whole and scaled to the cap, as upstream trained, or cropped to the ink like sketches with `crop`),
 followed by the target and the end of the assistant turn. Only the target and the end-of-turn tokens
 are learned: the prompt (system/user turns, image tokens), a record's `given` start of the answer
 (train.records.GIVEN) and the padding are labelled -100.
@@ -22,8 +23,8 @@ import torch
 from PIL import Image, ImageFilter
 
 from train.records import GIVEN, IMAGE_MARK, parse_record
-from unimumer.generation import chat_prompt, image_size
-from unimumer.images import DEFAULT_MAX_PIXELS, ImageError, load_image, prepare_image, visual_tokens
+from unimumer.generation import chat_prompt, image_size, visual_token_count
+from unimumer.images import DEFAULT_MAX_PIXELS, ImageError, load_image, prepare_image, training_size
 
 logger = logging.getLogger(__name__)
 
@@ -179,8 +180,9 @@ class SFTDataset(torch.utils.data.Dataset):
     """Examples -> {input_ids, attention_mask, labels, mm_token_type_ids, pixel_values, image_grid_thw}.
 
     `lengths` (for length-grouped batches) is estimated without decoding images: prompt and target
-    tokens plus the visual tokens implied by each image's header size. Records whose prompt alone
-    exceeds `cutoff_len` are dropped (logged); a long target is cut at `cutoff_len`.
+    tokens plus the visual tokens the processor would give each image's header size after the area cap
+    (a crop, `crop=True`, only makes images smaller). Records whose prompt alone exceeds `cutoff_len` are
+    dropped (logged); a long target is cut at `cutoff_len`.
     """
 
     def __init__(
@@ -190,13 +192,15 @@ class SFTDataset(torch.utils.data.Dataset):
         cutoff_len: int = 2048,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         augment: bool = False,
+        crop: bool = False,
     ):
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.cutoff_len = cutoff_len
         self.max_pixels = max_pixels
         self.augment = augment
-        self.size = image_size(processor, max_pixels)  # the area cap, as unimumer.Recognizer sets it
+        self.crop = crop
+        self.size = image_size(processor, max_pixels)  # the processor's rounding, as unimumer.Recognizer uses it
         self.end_of_turn = self.tokenizer(assistant_suffix(processor), add_special_tokens=False)["input_ids"]
         lengths, prompt_lengths = self._estimate_lengths(examples)
         keep = [i for i, n in enumerate(prompt_lengths) if n < cutoff_len]
@@ -239,10 +243,10 @@ class SFTDataset(torch.utils.data.Dataset):
         original = load_image(path)
         if self.augment:
             try:
-                return prepare_image(augment_image(original), max_pixels=self.max_pixels)
+                return prepare_image(augment_image(original), max_pixels=self.max_pixels, crop=self.crop)
             except ImageError:  # the variation lost the ink: train on the original instead
                 pass
-        return prepare_image(original, max_pixels=self.max_pixels)
+        return prepare_image(original, max_pixels=self.max_pixels, crop=self.crop)
 
     def _estimate_lengths(self, examples: list[Example]) -> tuple[list[int], list[int]]:
         prompts = sorted({e.prompt for e in examples})
@@ -260,13 +264,14 @@ class SFTDataset(torch.utils.data.Dataset):
         return self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
 
     def _visual_tokens(self, path: Path) -> int:
-        """Visual tokens of an image of this size after the area cap (1 on an unreadable header)."""
+        """Visual tokens of an image of this size after the area cap, as the processor counts them (1 on an
+        unreadable header)."""
         try:
             with Image.open(path) as image:
-                width, height = image.size
+                width, height = training_size(*image.size, self.max_pixels)
         except OSError:
             return 1  # the error surfaces with a clear message when the record is loaded
-        return visual_tokens(width, height, self.max_pixels)
+        return visual_token_count(self.processor, width, height, self.max_pixels)
 
 
 def assistant_suffix(processor) -> str:

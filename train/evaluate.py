@@ -8,7 +8,7 @@ JSONL file of ShareGPT records (the ground truth is the last line of each target
 works). Predictions are written as a JSON list of {img_id, image_path, gt, pred, mode, model, ...},
 saved after every chunk; running the same command again skips the images already in --out. The
 metrics printed are those of `python -m unimumer evaluate PRED.json`, which scores the file the same way.
-Without --model, unimumer's default model is used ($UNIMUMER_MODEL, else the released 3B checkpoint).
+Without --model, unimumer's default model is used ($UNIMUMER_MODEL, else unimumer.hub.DEFAULT_MODEL).
 """
 from __future__ import annotations
 
@@ -19,23 +19,25 @@ from pathlib import Path
 
 from train.dataset import RecordError, data_files, read_jsonl, target_latex
 from train.records import write_json
-from unimumer.predict import result_fields
+from unimumer.predict import add_decoding_arguments, decoding, result_fields
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m train.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", help="checkpoint folder, Hub id or 'bundled' (default: unimumer's default model)")
+    parser.add_argument("--model", help="checkpoint folder, Hub id, 'bundled' or a short name such as qwen3.5-2b "
+                        "(default: unimumer's default model)")
     parser.add_argument("--data", required=True, type=Path, help="built data folder or a ShareGPT JSONL file")
     parser.add_argument("--out", required=True, type=Path, help="predictions JSON to write (resumed if present)")
     parser.add_argument("--limit", type=int, help="only the first N images")
     parser.add_argument("--mode", default="vanilla",
                         help="vanilla, tree, count or correct, combined with + (default vanilla)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per generate call (default 8)")
-    parser.add_argument("--max-new-tokens", type=int, help="cap on generated tokens per pass (default: per mode)")
-    parser.add_argument("--sample", action="store_true",
-                        help="sample (temperature 0.2, top-p 0.8, top-k 50) instead of greedy")
+    add_decoding_arguments(parser)
+    parser.add_argument("--sketch", action="store_true",
+                        help="crop each image to its ink first, as sketches are (default: whole, like uploads, "
+                        "unless the model was trained on crops)")
     parser.add_argument("--max-pixels", type=int, default=None,
                         help="image area cap (default: the model's training resolution, at most 512*512)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: CUDA when present)")
@@ -94,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     todo = [item for item in items if item["image_path"] not in records]
     if records:
         print(f"Resuming: {len(records)} of {len(items)} images are already in {args.out}.", file=sys.stderr)
-    options = {"max_new_tokens": args.max_new_tokens, "do_sample": args.sample}
+    options = dict(decoding(args), crop=args.sketch or None)
     chunk = args.batch_size * 4  # predictions are saved after each chunk
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with tqdm(total=len(items), initial=len(records), unit="img", file=sys.stderr) as bar:

@@ -1,4 +1,4 @@
-"""Full-parameter fine-tuning of Qwen2.5-VL on Uni-MuMER records (transformers Trainer).
+"""Full-parameter fine-tuning of a Qwen-VL model (Qwen2.5-VL, Qwen3-VL, Qwen3.5) on Uni-MuMER records.
 
     python -m train.finetune --config train/configs/tiny-cpu.yaml --data DIR [DIR ...] [--output_dir OUT]
     python -m train.finetune --config train/configs/uni-mumer-3b.yaml --data DIR ... --resume
@@ -53,14 +53,14 @@ from train.dataset import (  # noqa: E402
     read_mix,
 )
 from train.evaluate import vanilla_items  # noqa: E402
-from unimumer.generation import image_size  # noqa: E402
+from unimumer.hub import TRAINING_RECORD  # noqa: E402
 from unimumer.images import DEFAULT_MAX_PIXELS  # noqa: E402
 from unimumer.processor import load_processor  # noqa: E402
 from unimumer.tasks import prompt_task  # noqa: E402
 
 logger = logging.getLogger("train.finetune")
 TINY = "tiny"
-RECORD_NAME = "unimumer_training.json"
+RECORD_NAME = TRAINING_RECORD
 
 
 @dataclass
@@ -99,6 +99,11 @@ class DataArguments:
     max_pixels: int = field(default=DEFAULT_MAX_PIXELS, metadata={"help": "image area cap (512*512)"})
     augment: bool = field(
         default=False, metadata={"help": "random scale/rotation/stroke width/elastic warp of training images"}
+    )
+    crop_to_ink: bool = field(
+        default=False,
+        metadata={"help": "crop training images to their ink, as sketches are at inference (the bundled model's "
+                  "recipe); default: whole images scaled to the cap, as upstream trained and uploads are read"},
     )
     eval_data: str | None = field(
         default=None,
@@ -234,11 +239,12 @@ class ExpRateCallback(TrainerCallback):
     Not for ZeRO-3 (parameters are sharded, generation would need every rank).
     """
 
-    def __init__(self, trainer: Trainer, items: list[dict], every: int, limit: int, max_pixels: int):
+    def __init__(self, trainer: Trainer, items: list[dict], every: int, limit: int, max_pixels: int, crop: bool):
         self.trainer = trainer
         self.items = items[:limit]  # {img_id, image_path, gt} as train.evaluate reads them
         self.every = every
         self.max_pixels = max_pixels
+        self.crop = crop
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step % self.every == 0 and state.is_world_process_zero:
@@ -254,7 +260,7 @@ class ExpRateCallback(TrainerCallback):
         was_training = model.training
         recognizer = Recognizer(model, self.trainer.processing_class, max_pixels=self.max_pixels)
         try:
-            results = recognizer.recognize_batch([i["image_path"] for i in self.items], mode="vanilla")
+            results = recognizer.recognize_batch([i["image_path"] for i in self.items], mode="vanilla", crop=self.crop)
         finally:
             model.train(was_training)
         metrics = score({"gt": i["gt"], "pred": r.latex} for i, r in zip(self.items, results))
@@ -297,6 +303,7 @@ def write_record(path: Path, examples: list, model_args, data_args, training_arg
         "cutoff_len": data_args.cutoff_len,
         "max_pixels": data_args.max_pixels,
         "augment": data_args.augment,
+        "crop_to_ink": data_args.crop_to_ink,
         "learning_rate": training_args.learning_rate,
         "lr_scheduler_type": str(training_args.lr_scheduler_type.value),
         "warmup_steps": training_args.warmup_steps,
@@ -340,8 +347,10 @@ def main(argv: list[str] | None = None) -> int:
 
     base = base_model(model_args, training_args)
     processor = load_processor(base)
-    # the saved processor carries the area cap trained at, which inference then uses (training_max_pixels)
-    processor.image_processor.size = image_size(processor, data_args.max_pixels)
+    # the saved processor carries the area cap trained at, which inference then uses (training_max_pixels);
+    # the processor rounds within it (LLaMA-Factory kept the base's 16.8 M cap: see docs/training.md)
+    size = processor.image_processor.size
+    processor.image_processor.size = {"shortest_edge": size["shortest_edge"], "longest_edge": data_args.max_pixels}
     # bf16 weights only under DeepSpeed, which keeps fp32 master copies; otherwise the Trainer's autocast
     # computes in bf16 on fp32 weights (a 1e-5 step vanishes in bf16 weights).
     dtype = torch.bfloat16 if training_args.bf16 and training_args.deepspeed else torch.float32
@@ -353,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     log_parameters(model)
 
     dataset = SFTDataset(
-        examples, processor, cutoff_len=data_args.cutoff_len, max_pixels=data_args.max_pixels, augment=data_args.augment
+        examples, processor, cutoff_len=data_args.cutoff_len, max_pixels=data_args.max_pixels,
+        augment=data_args.augment, crop=data_args.crop_to_ink,
     )
     logger.info(
         "%d training records from %d files; effective batch %d (%d per device x %d accumulation x %d processes)",
@@ -372,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if data_args.exprate_steps and held_out:
         trainer.add_callback(
-            ExpRateCallback(trainer, held_out, data_args.exprate_steps, data_args.exprate_limit, data_args.max_pixels)
+            ExpRateCallback(trainer, held_out, data_args.exprate_steps, data_args.exprate_limit, data_args.max_pixels,
+                            data_args.crop_to_ink)
         )
     if trainer.is_world_process_zero():
         out.mkdir(parents=True, exist_ok=True)

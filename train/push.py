@@ -27,7 +27,7 @@ from train.records import dataset_name
 from unimumer.tasks import PROMPTS
 
 PIPELINE_TAG = "image-text-to-text"
-TAGS = ["handwritten-mathematical-expression-recognition", "latex", "ocr", "qwen2_5_vl", "uni-mumer", "multimodal"]
+TAGS = ["handwritten-mathematical-expression-recognition", "latex", "ocr", "uni-mumer", "multimodal"]  # + model type
 # Base models whose licence is not Apache-2.0 (the fine-tune inherits its terms).
 BASE_LICENSES = {
     "Qwen/Qwen2.5-VL-3B-Instruct": {
@@ -112,6 +112,12 @@ def load_metrics(spec: str) -> tuple[str, dict]:
     return name, data
 
 
+def model_type(checkpoint: Path) -> str | None:
+    """The checkpoint's architecture family as config.json names it (qwen2_5_vl, qwen3_vl, qwen3_5, ...)."""
+    config = checkpoint / "config.json"
+    return json.loads(config.read_text(encoding="utf-8")).get("model_type") if config.is_file() else None
+
+
 def is_hub_id(name: str | None) -> bool:
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
@@ -127,11 +133,13 @@ def is_hub_id(name: str | None) -> bool:
 # ---- the card --------------------------------------------------------------------------------------
 
 
-def front_matter(repo_id: str, base_model: str | None, license_: dict, datasets: list[str], metrics: list) -> dict:
+def front_matter(repo_id: str, base_model: str | None, license_: dict, datasets: list[str], metrics: list,
+                 model_type: str | None = None) -> dict:
     meta = {}
     if base_model:
         meta["base_model"] = base_model
-    meta.update(library_name="transformers", pipeline_tag=PIPELINE_TAG, **license_, datasets=datasets, tags=TAGS)
+    tags = TAGS + ([model_type] if model_type else [])  # e.g. qwen2_5_vl, qwen3_vl, qwen3_5
+    meta.update(library_name="transformers", pipeline_tag=PIPELINE_TAG, **license_, datasets=datasets, tags=tags)
     meta["model-index"] = [{
         "name": repo_id.split("/")[-1],
         "results": [
@@ -216,9 +224,10 @@ def model_card(repo_id: str, meta: dict, record: dict, metrics: list) -> str:
         f"python -m unimumer predict formula.png --model {repo_id}",
         f"python -m unimumer predict test_images/ --model {repo_id} --labels caption.txt --out preds.json",
         "python -m unimumer evaluate preds.json", "```", "",
-        "Images are cropped to the ink and capped at 512x512 pixels (the training resolution) before "
-        "the processor; plain `transformers` works too (`AutoModelForImageTextToText`, `AutoProcessor`, "
-        "the chat template with one image and the prompt above).", "",
+        f"Images are {'cropped to the ink and ' if record.get('crop_to_ink') else ''}capped at "
+        f"{record.get('max_pixels', 512 * 512):,} pixels of area (the training resolution) before the processor; "
+        "plain `transformers` works too (`AutoModelForImageTextToText`, `AutoProcessor`, the chat template with "
+        "one image and the prompt above).", "",
     ]
     return "\n".join(lines)
 
@@ -289,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         datasets = args.datasets if args.datasets is not None else sorted(
             {dataset_name(source) for source in record.get("data", {})})
         metrics = [load_metrics(spec) for spec in args.metrics]
-        card = model_card(args.repo_id, front_matter(args.repo_id, base, license_, datasets, metrics), record, metrics)
+        meta = front_matter(args.repo_id, base, license_, datasets, metrics, model_type(args.checkpoint))
+        card = model_card(args.repo_id, meta, record, metrics)
         if args.dry_run:
             files = assemble(args.checkpoint, args.out, card)
             print(f"Wrote {len(files)} files to {args.out} (dry run: nothing uploaded).")
