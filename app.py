@@ -1,8 +1,10 @@
 """Uni-MuMER in the browser: draw or upload a handwritten expression, get its LaTeX.
 
 The Hugging Face Space entry point (`python app.py`). The model is loaded once, at start:
-`UNIMUMER_MODEL` picks it (a Hub id or a local folder; default the released 3B checkpoint, with
-the small bundled model as the offline fallback). Gradio itself reads `GRADIO_SERVER_NAME` and
+`UNIMUMER_MODEL` picks it (a Hub id, a short name such as `qwen3.5-2b` or a local folder; default
+unimumer's default released model, with the small bundled model as the offline fallback). A "Model"
+menu offers the others this machine can load without a download (cached released models, the folders
+in `UNIMUMER_MODELS`, the bundled model), each loaded on first use. Gradio itself reads `GRADIO_SERVER_NAME` and
 `GRADIO_SERVER_PORT`. On a ZeroGPU Space only the generate call holds a GPU (`spaces.GPU`, a
 no-op elsewhere), for a time that grows with the number of passes the chosen modes need.
 
@@ -18,6 +20,7 @@ except ImportError:  # plain CPU / CUDA machines do not need it
 
 import html
 import logging
+import os
 import textwrap
 import time
 from pathlib import Path
@@ -27,8 +30,9 @@ import gradio as gr
 from unimumer import Recognizer
 from unimumer import latex as latex_rules
 from unimumer.generation import MAX_NEW_TOKENS
-from unimumer.recognizer import training_max_pixels
-from unimumer.images import QWEN_MIN_PIXELS, ImageError, prepare_image
+from unimumer.hub import BUNDLED, bundled_available, cached_models, short_name
+from unimumer.recognizer import min_pixels, training_max_pixels
+from unimumer.images import ImageError, prepare_image
 from unimumer.latex import LatexError, normalize
 from unimumer.tiny import LATEX_SYMBOLS
 
@@ -68,11 +72,11 @@ def pass_path_through(image: gr.Image) -> gr.Image:
 # The model, loaded once
 
 
-def load_recognizer():
+def load_recognizer(model: str | None = None):
     """(recognizer, None) or (None, a one-sentence reason); never raises, so the page always comes up."""
     start = time.perf_counter()
     try:
-        recognizer = Recognizer.from_pretrained(max_pixels=MAX_PIXELS_LIMIT)  # $UNIMUMER_MODEL or the 3B
+        recognizer = Recognizer.from_pretrained(model, max_pixels=MAX_PIXELS_LIMIT)  # default: $UNIMUMER_MODEL
     except Exception as exc:  # any failure becomes a banner on the page and one line in the log
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         log.error("Could not load the model: %s", reason)
@@ -87,8 +91,47 @@ def load_recognizer():
 RECOGNIZER = None  # set by main(); the event handlers read it
 LOAD_ERROR: str | None = None
 
+# ---- the model menu (issue 20) ----------------------------------------------------------------------
+MODELS_VAR = "UNIMUMER_MODELS"  # more checkpoint folders (or Hub ids) to offer, comma separated
+# bench_cpu_zoo.py on a 2-core x86 CPU (README, "Model zoo"): a 2 B model in float32, one 30-token expression
+CPU_SECONDS_2B = 10
+OTHER_RECOGNIZERS: dict = {}  # models chosen in the menu, loaded on first use, by menu name
 
-def gpu_seconds(image, modes, max_new_tokens, do_sample, temperature) -> int:
+
+def model_choices() -> list[str]:
+    """The menu: the model loaded at start first, then what loads here without a download."""
+    offered = [RECOGNIZER.model_name] if RECOGNIZER is not None else []
+    offered += cached_models() + [m.strip() for m in os.environ.get(MODELS_VAR, "").split(",") if m.strip()]
+    offered += [BUNDLED] if bundled_available() else []
+    return list(dict.fromkeys(short_name(m) for m in offered))
+
+
+def recognizer_for(model: str):
+    """The Recognizer of a menu entry ("" = the model loaded at start); gr.Error for anything else."""
+    if not model or RECOGNIZER is not None and model == short_name(RECOGNIZER.model_name):
+        return RECOGNIZER
+    if model not in OTHER_RECOGNIZERS:
+        if model not in model_choices():
+            raise gr.Error(f"{model!r} is not one of the models this app offers.", print_exception=False)
+        recognizer, error = load_recognizer(model)
+        if recognizer is None:
+            raise gr.Error(f"The model {model} could not be loaded: {error}", print_exception=False)
+        OTHER_RECOGNIZERS[model] = recognizer
+    return OTHER_RECOGNIZERS[model]
+
+
+def model_menu() -> gr.Dropdown:
+    """The model menu, shown when there is a choice; on a CPU it says what a released model costs."""
+    choices = model_choices()
+    on_cpu = RECOGNIZER is None or RECOGNIZER.device == "cpu"
+    info = (f"on this CPU a released 2 B model takes about {CPU_SECONDS_2B} s per expression" if on_cpu
+            else "models this Space has in its cache")
+    return gr.Dropdown(choices, value=choices[0] if choices else None, label="Model", info=info,
+                       visible=len(choices) > 1, elem_id="model", interactive=True)
+# ------------------------------------------------------------------------------------------------------
+
+
+def gpu_seconds(image, modes, max_new_tokens, do_sample, temperature, model="") -> int:
     """ZeroGPU time to reserve for `generate` (same arguments): the token budgets of the passes the
     modes run at an assumed, conservative 40 tokens/s, plus start-up. A shorter request gets a
     better place in the GPU queue; the Space is billed for the time actually used."""
@@ -99,10 +142,10 @@ def gpu_seconds(image, modes, max_new_tokens, do_sample, temperature) -> int:
     return int(min(120, 10 + tokens / 40))
 
 
-def generate(image, modes, max_new_tokens, do_sample, temperature):
+def generate(image, modes, max_new_tokens, do_sample, temperature, model=""):
     """The only GPU-bound step: the generate passes of the modes on an already prepared image."""
-    return RECOGNIZER.recognize(image, mode=modes, max_new_tokens=max_new_tokens or None,
-                                do_sample=do_sample, temperature=temperature)
+    return recognizer_for(model).recognize(image, mode=modes, max_new_tokens=max_new_tokens or None,
+                                           do_sample=do_sample, temperature=temperature)
 
 
 if spaces is not None:
@@ -189,27 +232,31 @@ def pick_source(image, sketch, active: str):
 
 def recognize(image, sketch=None, tree: bool = False, count: bool = False, correct: bool = False,
               max_new_tokens: int = 0, sample: bool = False, temperature: float = 0.2,
-              max_pixels: int = 0, active: str = "sketch"):
-    """Recognise the drawn or uploaded expression.
+              max_pixels: int = 0, active: str = "sketch", model: str = ""):
+    """Recognise the drawn or uploaded expression (with `model`, a name of the model menu; "" = the model
+    loaded at start).
 
     Returns (latex, rendered markdown, tree, counts table, marked formula, correction log,
     warnings, timing line).
     """
     if RECOGNIZER is None:
         raise gr.Error(f"The model is not available: {LOAD_ERROR}", print_exception=False)
+    recognizer = recognizer_for(model)  # loaded here, off the GPU
     source = pick_source(image, sketch, active)
     if source is None:
         gr.Warning(NOTHING_DRAWN)
         return "", f"*{NOTHING_DRAWN}*", "", [], "", "", "", ""
     try:
-        # checked here, off the GPU; 0 = the resolution the model was trained at
-        cap = max(int(max_pixels), QWEN_MIN_PIXELS) if max_pixels else training_max_pixels(RECOGNIZER.processor)
-        prepared = prepare_image(source, max_pixels=cap)
+        # checked here, off the GPU; 0 = the resolution the model was trained at. The sketchpad's mostly
+        # empty page is cropped to the ink; uploads are read whole, as the models were trained (Recognizer.crops).
+        processor = recognizer.processor
+        cap = max(int(max_pixels), min_pixels(processor)) if max_pixels else training_max_pixels(processor)
+        prepared = prepare_image(source, max_pixels=cap, crop=recognizer.crops(source))
     except ImageError as exc:
         raise gr.Error(str(exc), title="Cannot use this image", print_exception=False) from None
     modes = [m for m, on in (("tree", tree), ("count", count), ("correct", correct)) if on] or ["vanilla"]
     try:
-        result = generate(prepared, modes, int(max_new_tokens), bool(sample), float(temperature))
+        result = generate(prepared, modes, int(max_new_tokens), bool(sample), float(temperature), model)
     except gr.Error:  # e.g. ZeroGPU's own "quota exceeded" message: the user should see it as is
         raise
     except Exception:
@@ -257,11 +304,12 @@ def build_demo() -> gr.Blocks:
     with gr.Blocks(title="Uni-MuMER: handwritten math to LaTeX") as demo:
         gr.Markdown(
             "# ✍️ Uni-MuMER: handwritten math → LaTeX\n"
-            "Draw or upload a handwritten expression and a fine-tuned Qwen2.5-VL writes its LaTeX. "
+            "Draw or upload a handwritten expression and a fine-tuned Qwen vision-language model writes its LaTeX. "
             f"Switch on the three abilities of [Uni-MuMER]({PAPER}): Tree-CoT reasoning, "
             "symbol counting and a self-check that corrects its own first answer.",
             elem_id="title")
         gr.Markdown(model_info(), elem_id="model-info")
+        model = model_menu()
         active = gr.State("sketch")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
@@ -328,7 +376,8 @@ def build_demo() -> gr.Blocks:
         sample.change(lambda on: gr.update(visible=on), sample, temperature, api_visibility="private")
         outputs = [latex, rendered, tree_out, counts_out, marked_out, log_out, warnings, timing]
         run.click(recognize,
-                  [image, sketch, tree, count, correct, max_new_tokens, sample, temperature, max_pixels, active],
+                  [image, sketch, tree, count, correct, max_new_tokens, sample, temperature, max_pixels, active,
+                   model],
                   outputs, api_name="recognize",
                   ).success(reveal, [tree_out, counts_out, marked_out, log_out],
                             [tree_box, counts_box, marked_out, log_out], api_visibility="private")

@@ -220,3 +220,16 @@ def test_a_model_that_cannot_load_is_shown_on_the_page(tmp_path):
         assert "model is not available" in str(caught.value)
     log = (tmp_path / "app.log").read_text()
     assert "Could not load the model" in log and "Traceback" not in log
+
+
+def test_the_model_menu_offers_what_loads_here_and_answers_with_it(server, client, formula, tiny_model_dir):
+    with urllib.request.urlopen(server[0] + "config", timeout=10) as response:
+        config = json.load(response)
+    menu = next(c["props"] for c in config["components"] if c["props"].get("elem_id") == "model")
+    names = [choice[1] for choice in menu["choices"]]
+    assert names[0] == menu["value"] == str(tiny_model_dir) and "bundled" in names and menu["visible"]
+    assert "2 B model takes about" in menu["info"]  # on a CPU the menu says what a released model costs
+    *_, timing = client.predict(handle_file(str(formula)), model="bundled", api_name="/recognize")
+    assert "visual tokens" in timing
+    with pytest.raises(AppError):
+        client.predict(handle_file(str(formula)), model="qwen9", api_name="/recognize")
