@@ -116,7 +116,8 @@ def test_visual_tokens_are_the_processors_own_count(family, recognizers):
         arithmetic = visual_tokens(image.width, image.height, factor=factor, min_pixels=limits["shortest_edge"],
                                    max_pixels=limits["longest_edge"])
         assert recognizer.visual_tokens(image) == from_grid == arithmetic, size
-    assert recognizer.recognize(scribble(), **FEW).visual_tokens == recognizer.visual_tokens(recognizer.prepare(scribble()))
+    prepared = recognizer.prepare(scribble())
+    assert recognizer.recognize(scribble(), **FEW).visual_tokens == recognizer.visual_tokens(prepared)
 
 
 def photo_1364x314() -> Image.Image:

@@ -318,7 +318,9 @@ def is_sketch(source) -> bool:
     return isinstance(source, dict)
 
 
-def prepare_image(image, max_pixels: int = DEFAULT_MAX_PIXELS, *, crop: bool = False, min_side: int = 56) -> Image.Image:
+def prepare_image(
+    image, max_pixels: int = DEFAULT_MAX_PIXELS, *, crop: bool = False, min_side: int = 56
+) -> Image.Image:
     """The model's view of an image: upright RGB, a clearly dark board inverted, at most `max_pixels` in area.
 
     An upload or photo (`crop=False`) is only scaled down to the cap (`training_size`), as the released

@@ -113,7 +113,8 @@ def load_processor(name_or_path, **kwargs):
     image_processor = AutoImageProcessor.from_pretrained(name_or_path, backend="pil", **kwargs)
     configs = _saved_configs(Path(name_or_path))
     stock = next((c["processor_class"] for c in configs if c.get("processor_class")), DEFAULT_PROCESSOR)
-    processor = image_only_class(stock)(image_processor, tokenizer, chat_template=_chat_template(name_or_path, tokenizer))
+    chat_template = _chat_template(name_or_path, tokenizer)
+    processor = image_only_class(stock)(image_processor, tokenizer, chat_template=chat_template)
     processor.video_processor_type = next(
         (c["video_processor_type"] for c in configs if c.get("video_processor_type")), None
     )

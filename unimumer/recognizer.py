@@ -133,7 +133,9 @@ class Recognizer:
         crop_uploads: bool = False,
     ):
         if max_pixels < min_pixels(processor):
-            raise ValueError(f"max_pixels must be at least {min_pixels(processor)}, the processor's smallest image area.")
+            raise ValueError(
+                f"max_pixels must be at least {min_pixels(processor)}, the processor's smallest image area."
+            )
         self.model = model.eval() if isinstance(model, torch.nn.Module) else model  # vLLM: an engine
         self.processor = processor
         self.model_name = model_name

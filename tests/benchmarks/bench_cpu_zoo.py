@@ -12,6 +12,8 @@ points at, so the prompt is a little shorter than with Qwen's tokenizer). Timed,
 prefill (vision tower + prompt + the first token), the per-token decode cost, the total for
 `--new-tokens` tokens, and the peak resident memory during those calls (weights included).
 Prints one JSON line: {"threads", "cpu", "runs": [{family, dtype, params_b, visual_tokens, ...}]}.
+All six runs take ~6 minutes on 2 cores and up to 15 GiB of memory (the 3B in float32); the README's
+"Model zoo" table comes from one run with the machine otherwise idle.
 """
 from __future__ import annotations
 
