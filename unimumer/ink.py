@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 import xml.etree.ElementTree as ET
+from xml.sax.saxutils import escape
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,12 @@ XML_ID = "{http://www.w3.org/XML/1998/namespace}id"
 STROKE_RATIO = 0.025  # default stroke width as a share of the rendered expression height (3.2 px at 128)
 MAX_WIDTH = 2048  # longer expressions are scaled down to fit
 SUPERSAMPLE = 3  # draw at 3x, then box-downsample: the anti-aliasing
+# The app's sketchpad: an 800 x 300 page; Gradio's brush of size 5 paints strokes 10 px wide without
+# anti-aliasing (measured on a replayed CROHME ink in headless Chromium).
+SKETCH_PAGE = (800, 300)
+SKETCH_STROKE = 10.0
+SKETCH_SYMBOL = 60.0  # typical symbol height in pixels of a drawing on that page
+SKETCH_MARGIN = 16
 
 # Anything besides numbers, separators and signs means InkML's qualified notation (' " ! prefixes).
 _PLAIN = re.compile(r"[^0-9eE.,+\-\s]")
@@ -192,6 +199,19 @@ def parse_inkml(source) -> Ink:
     return Ink(traces=traces, annotations=annotations, groups=groups)
 
 
+def write_inkml(ink_or_traces, truth: str | None = None) -> bytes:
+    """Minimal InkML (X Y channels, two decimals) that `parse_inkml` reads back; `truth` as its LaTeX."""
+    traces = _checked_traces(ink_or_traces)
+    lines = ['<ink xmlns="http://www.w3.org/2003/InkML">']
+    if truth is not None:
+        lines.append(f'<annotation type="truth">{escape(truth)}</annotation>')
+    for i, trace in enumerate(traces):
+        points = ", ".join(f"{x:.2f} {y:.2f}" for x, y in trace.tolist())
+        lines.append(f'<trace id="{i}">{points}</trace>')
+    lines.append("</ink>\n")
+    return "\n".join(lines).encode("utf-8")
+
+
 def render_ink(
     ink_or_traces,
     height: int = 128,
@@ -208,13 +228,7 @@ def render_ink(
     A flat ink (a lone '-') is sized by its strokes instead of its height; a single point becomes a dot.
     `mode` is "RGB" or "L".
     """
-    traces = ink_or_traces.traces if isinstance(ink_or_traces, Ink) else ink_or_traces
-    traces = [np.atleast_2d(np.asarray(t, dtype=np.float64))[:, :2] for t in traces]
-    traces = [t for t in traces if len(t)]
-    if not traces:
-        raise InkError("The ink has no points to draw.")
-    if not all(np.isfinite(t).all() for t in traces):
-        raise InkError("The ink has non-finite coordinates.")
+    traces = _checked_traces(ink_or_traces)
     if mode not in ("RGB", "L"):
         raise ValueError(f"mode must be 'RGB' or 'L', not {mode!r}")
 
@@ -222,11 +236,8 @@ def render_ink(
     lengths = np.fromiter(map(len, traces), dtype=np.intp, count=len(traces))
     low = points.min(0)
     ink_w, ink_h = points.max(0) - low
-    # Typical symbol size: the median stroke extent. It only matters when the ink is flatter than a symbol.
-    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-    spans = np.maximum.reduceat(points, starts) - np.minimum.reduceat(points, starts)
-    extent = float(np.median(spans.max(1)))
-    reference = max(float(ink_h), extent) or 1.0
+    # The typical symbol size only matters when the ink is flatter than a symbol (a lone '-').
+    reference = max(float(ink_h), _symbol_extent(points, lengths))
     scale = height / reference
     stroke = float(stroke_width) if stroke_width is not None else max(1.0, STROKE_RATIO * height)
     pad = margin + stroke / 2
@@ -237,21 +248,71 @@ def render_ink(
             stroke = max(1.0, stroke * shrink)
         pad = margin + stroke / 2
 
-    s = SUPERSAMPLE
     size = (math.ceil(ink_w * scale + 2 * pad), math.ceil(ink_h * scale + 2 * pad))
+    image = _draw(points * scale + (pad - low * scale), lengths, size, stroke, SUPERSAMPLE)
+    return image.convert("RGB") if mode == "RGB" else image
+
+
+def render_sketch(
+    ink_or_traces,
+    symbol_size: float = SKETCH_SYMBOL,
+    stroke_width: float = SKETCH_STROKE,
+    antialias: bool = False,
+) -> Image.Image:
+    """The ink as a person draws it on the app's sketchpad: the white 800 x 300 page the app receives.
+
+    Symbols are about `symbol_size` pixels tall (the median stroke extent; the expression is shrunk to
+    fit the page with a margin), strokes `stroke_width` wide. Gradio's brush paints without
+    anti-aliasing; `antialias=True` draws smooth strokes instead (pen-like images).
+    """
+    traces = _checked_traces(ink_or_traces)
+    points = np.concatenate(traces)
+    lengths = np.fromiter(map(len, traces), dtype=np.intp, count=len(traces))
+    low, high = points.min(0), points.max(0)
+    page_w, page_h = SKETCH_PAGE
+    room = np.array([page_w, page_h], dtype=np.float64) - 2 * SKETCH_MARGIN - stroke_width
+    scale = symbol_size / _symbol_extent(points, lengths)
+    spans = high - low
+    scale = min([scale] + [room[i] / spans[i] for i in (0, 1) if spans[i] > 0])
+    xy = (points - (low + high) / 2) * scale + (page_w / 2, page_h / 2)
+    return _draw(xy, lengths, SKETCH_PAGE, stroke_width, SUPERSAMPLE if antialias else 1).convert("RGB")
+
+
+def _checked_traces(ink_or_traces) -> list[np.ndarray]:
+    """The (N, 2) point arrays of an Ink or a list of traces; InkError when there is nothing finite to draw."""
+    traces = ink_or_traces.traces if isinstance(ink_or_traces, Ink) else ink_or_traces
+    traces = [np.atleast_2d(np.asarray(t, dtype=np.float64))[:, :2] for t in traces]
+    traces = [t for t in traces if len(t)]
+    if not traces:
+        raise InkError("The ink has no points to draw.")
+    if not all(np.isfinite(t).all() for t in traces):
+        raise InkError("The ink has non-finite coordinates.")
+    return traces
+
+
+def _symbol_extent(points: np.ndarray, lengths: np.ndarray) -> float:
+    """Typical symbol size: the median extent of the strokes (1.0 for a single point)."""
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    spans = np.maximum.reduceat(points, starts) - np.minimum.reduceat(points, starts)
+    return float(np.median(spans.max(1))) or 1.0
+
+
+def _draw(xy: np.ndarray, lengths: np.ndarray, size: tuple[int, int], stroke: float, supersample: int) -> Image.Image:
+    """Dark strokes through `xy` (output pixels, traces concatenated) on a white "L" image of `size`,
+    drawn at `supersample` times the size and box-downsampled (1: no anti-aliasing)."""
+    s = supersample
     canvas = Image.new("L", (size[0] * s, size[1] * s), 255)
     draw = ImageDraw.Draw(canvas)
     width = max(1, round(stroke * s))
-    xy, lengths = _thin(points * (scale * s) + (pad * s - low * scale * s), lengths, step=s)
+    xy, lengths = _thin(xy * s, lengths, step=s)
     for part in np.split(xy, np.cumsum(lengths)[:-1]):
         if len(part) > 1:
-            draw.line(part.ravel().tolist(), fill=0, width=width)
+            draw.line(part.ravel().tolist(), fill=0, width=width, joint="curve")
     # Round caps, and round joints where a stroke turns sharply (elsewhere the gap is invisible).
     r = width / 2
     for x, y in xy[_corners(xy, lengths)].tolist():
         draw.ellipse((x - r, y - r, x + r, y + r), fill=0)
-    image = canvas.reduce(s)
-    return image.convert("RGB") if mode == "RGB" else image
+    return canvas.reduce(s) if s > 1 else canvas
 
 
 def _starts(lengths: np.ndarray, total: int) -> np.ndarray:
