@@ -46,7 +46,7 @@ from tqdm import tqdm
 from train.readers import SOURCES, Sample, Skip, read_source, resolve
 from train.records import register, sharegpt_record, write_json
 from unimumer.images import ImageError, load_image
-from unimumer.ink import InkError, render_ink
+from unimumer.ink import InkError, render_ink, write_inkml
 from unimumer.tasks import MalformedLatexError
 
 DEFAULT_TASKS = ("vanilla", "tree", "count")
@@ -74,6 +74,7 @@ class Job:
     name: str
     tasks: tuple[str, ...]
     render: tuple[tuple[str, object], ...]  # render_ink keyword arguments
+    keep_ink: bool = False  # write inks as InkML (drawn afresh at training time) instead of rendering them
 
 
 def _png_gray(image) -> bytes:
@@ -97,16 +98,19 @@ def _png_gray(image) -> bytes:
 def _write_image(job: Job, sample: Sample) -> str:
     """Write the sample's image under DIR/images/<name>/ and return its path relative to DIR.
 
-    Inks are rendered to grayscale PNG; image files are decoded once (a file that would crash training
-    is refused here) and copied byte for byte when their format is a common one, else re-encoded as PNG.
+    Inks are rendered to grayscale PNG (or written as InkML with `job.keep_ink`); image files are decoded
+    once (a file that would crash training is refused here) and copied byte for byte when their format is a common one, else re-encoded as PNG.
     """
     path = sample.image_path
     suffix = os.path.splitext(path)[1].lower() if path is not None else ""
     copy = sample.ink is None and path is not None and suffix in COPY_SUFFIXES
-    rel = f"images/{job.name}/{file_id(sample.id)}{suffix if copy else '.png'}"
+    ink = sample.ink is not None and job.keep_ink
+    rel = f"images/{job.name}/{file_id(sample.id)}{suffix if copy else '.inkml' if ink else '.png'}"
     target = os.path.join(job.out_dir, rel)
     tmp = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.tmp{os.getpid()}")
-    if sample.ink is not None:
+    if ink:
+        data = write_inkml(sample.ink)
+    elif sample.ink is not None:
         data = _png_gray(render_ink(sample.ink, mode="L", **dict(job.render)))
     else:
         if path is not None and not os.path.isfile(path):
@@ -270,6 +274,7 @@ def build(
     *,
     source=None,
     progress: bool = True,
+    keep_ink: bool = False,
     **render,
 ) -> dict:
     """Render/copy images and write `<name>_<task>.jsonl` records into `out_dir`; returns the stats.
@@ -277,7 +282,8 @@ def build(
     `samples`: Sample / Skip items in a stable order (Samples may carry an in-memory Ink). `limit`: how many
     inputs to take. `workers`: processes (default: every CPU; 0 or 1 works in this process). `source`: any
     JSON-able description of the input — a re-run with another one starts over instead of resuming.
-    `render`: keyword arguments of unimumer.ink.render_ink (height, stroke_width, margin).
+    `render`: keyword arguments of unimumer.ink.render_ink (height, stroke_width, margin). `keep_ink`: write
+    inks as InkML instead (train.dataset draws them like the app's sketchpad, varied at every use).
     """
     tasks = tuple(dict.fromkeys(tasks))
     unknown = [t for t in tasks if t not in BUILD_TASKS]
@@ -291,6 +297,8 @@ def build(
     (out / ".build").mkdir(exist_ok=True)
     render = {k: v for k, v in render.items() if v is not None}
     options = {"tasks": list(tasks), "render": render, "chunk": CHUNK, "source": source}
+    if keep_ink:
+        options["keep_ink"] = True
     state = _State(out, name, options, tasks, limit)
     if state.note:
         print(f"{name}: {state.note}.", file=sys.stderr)
@@ -309,7 +317,7 @@ def build(
             handles[task].seek(0, os.SEEK_END)
         if not (state.data["exhausted"] or (limit is not None and done >= limit)):
             stream = itertools.islice(_dedup(itertools.islice(samples, limit)), done, None)
-            job = Job(str(out), name, tasks, tuple(sorted(render.items())))
+            job = Job(str(out), name, tasks, tuple(sorted(render.items())), keep_ink)
             _run(stream, state, handles, job, workers, progress, limit)
     finally:
         for handle in handles.values():
@@ -387,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, help="rendered ink height in pixels (default: render_ink's, 128)")
     parser.add_argument("--stroke-width", type=float,
                         help="ink stroke width in pixels (default: 2.5%% of the height)")
+    parser.add_argument("--ink", action="store_true",
+                        help="keep inks as InkML: training draws each one afresh like the app's sketchpad, varied")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
@@ -398,7 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         samples = read_source(args.source, args.path, labels=args.labels)
         stats = build(samples, args.out, name, tasks, workers=args.workers, limit=args.limit, source=source,
-                      progress=not args.no_progress, height=args.height, stroke_width=args.stroke_width)
+                      progress=not args.no_progress, keep_ink=args.ink, height=args.height,
+                      stroke_width=args.stroke_width)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -4,8 +4,8 @@ Reads ShareGPT JSONL records (`{"images": [path], "messages": [human, gpt]}`, im
 the file's folder; the released parquet's `conversations` / `image` names are accepted too), mixes
 files with optional per-file weights, and encodes each record exactly as `unimumer.Recognizer` prompts
 at inference (`unimumer.generation.chat_prompt`, same image preparation and processor sizing: images
-whole and scaled to the cap, as upstream trained, or cropped to the ink like sketches with `crop`),
-followed by the target and the end of the assistant turn. Only the target and the end-of-turn tokens
+whole and scaled to the cap, as upstream trained, or cropped to the ink like sketches with `crop`;
+InkML files drawn on the sketchpad page afresh each time by train.sketch, and cropped), followed by the target and the end of the assistant turn. Only the target and the end-of-turn tokens
 are learned: the prompt (system/user turns, image tokens), a record's `given` start of the answer
 (train.records.GIVEN) and the padding are labelled -100.
 """
@@ -23,10 +23,13 @@ import torch
 from PIL import Image, ImageFilter
 
 from train.records import GIVEN, IMAGE_MARK, parse_record
+from train.sketch import sketch_image
 from unimumer.generation import chat_prompt, image_size, visual_token_count
 from unimumer.images import DEFAULT_MAX_PIXELS, ImageError, load_image, prepare_image, training_size
+from unimumer.ink import SKETCH_PAGE, InkError, parse_inkml
 
 logger = logging.getLogger(__name__)
+INKML = ".inkml"  # records of train.build_data --ink: drawn afresh at every use (train.sketch)
 
 IGNORE_INDEX = -100  # label of tokens that do not count in the loss
 
@@ -239,7 +242,14 @@ class SFTDataset(torch.utils.data.Dataset):
         }
 
     def _image(self, path: Path) -> Image.Image:
-        """The model input image, as unimumer.Recognizer prepares it (after augmentation, if on)."""
+        """The model input image, as unimumer.Recognizer prepares it (after augmentation, if on). An InkML
+        file is drawn on the app's sketchpad page (varied when augmenting) and cropped like a sketch."""
+        if path.suffix == INKML:
+            try:
+                page = sketch_image(parse_inkml(path), random, augment=self.augment)
+            except InkError as error:
+                raise ImageError(str(error)) from None
+            return prepare_image(page, max_pixels=self.max_pixels, crop=True)
         original = load_image(path)
         if self.augment:
             try:
@@ -267,8 +277,11 @@ class SFTDataset(torch.utils.data.Dataset):
         """Visual tokens of an image of this size after the area cap, as the processor counts them (1 on an
         unreadable header)."""
         try:
-            with Image.open(path) as image:
-                width, height = training_size(*image.size, self.max_pixels)
+            if path.suffix == INKML:  # drawn on the sketchpad page, then cropped: at most the page
+                width, height = training_size(*SKETCH_PAGE, self.max_pixels)
+            else:
+                with Image.open(path) as image:
+                    width, height = training_size(*image.size, self.max_pixels)
         except OSError:
             return 1  # the error surfaces with a clear message when the record is loaded
         return visual_token_count(self.processor, width, height, self.max_pixels)

@@ -120,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="synth", help="dataset name, the file prefix (default: synth)")
     parser.add_argument("--max-len", type=int, default=60, help="longest label in tokens (default 60)")
     parser.add_argument("--height", type=int, help="rendered ink height in pixels (default: render_ink's, 128)")
+    parser.add_argument("--ink", action="store_true",
+                        help="keep inks as InkML: training draws each one afresh like the app's sketchpad, varied")
     parser.add_argument("--examples", metavar="DIR", help="instead: write the app's example images to DIR")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stats = build_with_pool(lambda pool: synth_samples(args.n, args.seed, args.name, args.max_len, pool),
                                 args.out, args.name, tasks, args.workers, source=source,
-                                progress=not args.no_progress, height=args.height)
+                                progress=not args.no_progress, keep_ink=args.ink, height=args.height)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
