@@ -237,7 +237,7 @@ def recognize(image, sketch=None, tree: bool = False, count: bool = False, corre
     loaded at start).
 
     Returns (latex, rendered markdown, tree, counts table, marked formula, correction log,
-    warnings, timing line).
+    warnings, timing line, the image the model saw).
     """
     if RECOGNIZER is None:
         raise gr.Error(f"The model is not available: {LOAD_ERROR}", print_exception=False)
@@ -245,7 +245,7 @@ def recognize(image, sketch=None, tree: bool = False, count: bool = False, corre
     source = pick_source(image, sketch, active)
     if source is None:
         gr.Warning(NOTHING_DRAWN)
-        return "", f"*{NOTHING_DRAWN}*", "", [], "", "", "", ""
+        return "", f"*{NOTHING_DRAWN}*", "", [], "", "", "", "", None
     try:
         # checked here, off the GPU; 0 = the resolution the model was trained at. The sketchpad's mostly
         # empty page is cropped to the ink; uploads are read whole, as the models were trained (Recognizer.crops).
@@ -266,7 +266,19 @@ def recognize(image, sketch=None, tree: bool = False, count: bool = False, corre
     warnings = "\n".join(f"- ⚠️ {w}" for w in result.warnings)
     return (result.latex, preview(result.latex), result.tree or "",
             [[tok, n] for tok, n in result.counts or []], result.marked or "", "\n".join(result.log or []),
-            warnings, stats(result, modes))
+            warnings, stats(result, modes), prepared)
+
+
+def press_pad_button(label: str) -> str:
+    """Browser-side code that presses a button of the sketchpad's own toolbar (by its aria-label)."""
+    return f"(...args) => {{ document.querySelector(\"#sketch button[aria-label='{label}']\")?.click(); return args; }}"
+
+
+def cleared():
+    """Every input and output empty, the reasoning panes hidden (the pad is emptied in the browser)."""
+    empty = gr.update(value=None)
+    return (None, "", EMPTY_PREVIEW, "", [], gr.update(value="", visible=False), gr.update(value="", visible=False),
+            "", "", empty, gr.update(visible=False), gr.update(visible=False))
 
 
 def reveal(tree: str, counts, marked: str, correction: str):
@@ -343,7 +355,8 @@ def build_demo() -> gr.Blocks:
                         temperature = gr.Slider(0.05, 1.5, value=0.2, step=0.05, label="Temperature",
                                                 visible=False)
                 with gr.Row():
-                    clear = gr.ClearButton(value="Clear", elem_id="clear")
+                    undo = gr.Button("Undo", elem_id="undo", size="md")
+                    clear = gr.Button("Clear", elem_id="clear")
                     run = gr.Button("Recognize", variant="primary", elem_id="recognize", scale=2)
                 examples = example_images()
                 if examples:
@@ -370,11 +383,13 @@ def build_demo() -> gr.Blocks:
                                         buttons=["copy"], visible=False)
                 log_out = gr.Textbox(label="Self-check: correction log", elem_id="correction-log", lines=2,
                                      visible=False)
+                seen = gr.Image(label="What the model saw", elem_id="model-input", type="pil", height=120,
+                                interactive=False, buttons=["download"])
 
         sketch_tab.select(lambda: "sketch", None, active, api_visibility="private")
         upload_tab.select(lambda: "upload", None, active, api_visibility="private")
         sample.change(lambda on: gr.update(visible=on), sample, temperature, api_visibility="private")
-        outputs = [latex, rendered, tree_out, counts_out, marked_out, log_out, warnings, timing]
+        outputs = [latex, rendered, tree_out, counts_out, marked_out, log_out, warnings, timing, seen]
         run.click(recognize,
                   [image, sketch, tree, count, correct, max_new_tokens, sample, temperature, max_pixels, active,
                    model],
@@ -382,9 +397,11 @@ def build_demo() -> gr.Blocks:
                   ).success(reveal, [tree_out, counts_out, marked_out, log_out],
                             [tree_box, counts_box, marked_out, log_out], api_visibility="private")
         latex.input(preview, latex, rendered, api_visibility="private", show_progress="hidden")
-        clear.add([image, sketch, *outputs])
-        clear.click(lambda: (EMPTY_PREVIEW, *[gr.update(visible=False)] * 4), None,
-                    [rendered, tree_box, counts_box, marked_out, log_out], api_visibility="private")
+        # The pad's own toolbar buttons reset its stroke history; setting its value from outside does not
+        # (Gradio 6.31: after a second outside reset the old strokes come back with the next drawing).
+        undo.click(None, js=press_pad_button("Undo"), api_visibility="private")
+        clear.click(cleared, None, [image, *outputs, tree_box, counts_box], js=press_pad_button("Clear canvas"),
+                    api_visibility="private", show_progress="hidden")
     return demo
 
 

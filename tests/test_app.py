@@ -30,6 +30,15 @@ ROOT = Path(__file__).resolve().parents[1]
 START_LIMIT = 60  # seconds from `python app.py` to HTTP 200 (the acceptance criterion)
 
 
+RETURNS = ["LaTeX", "Preview", "Tree-CoT", "Symbol counts", "Self-check: suspected errors",
+           "Self-check: correction log", "Warnings", "Timing", "What the model saw"]  # /recognize's outputs
+
+
+def named(outputs) -> dict:
+    """/recognize's outputs by label."""
+    return dict(zip(RETURNS, outputs))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -121,14 +130,13 @@ def test_api_takes_the_image_first_and_defaults_for_the_rest(client):
     assert params[0]["parameter_name"] == "image"
     assert not params[0]["parameter_has_default"]
     assert all(p["parameter_has_default"] for p in params[1:]), [p["parameter_name"] for p in params]
-    assert [r["label"] for r in endpoint["returns"]] == [
-        "LaTeX", "Preview", "Tree-CoT", "Symbol counts", "Self-check: suspected errors",
-        "Self-check: correction log", "Warnings", "Timing"]
+    assert [r["label"] for r in endpoint["returns"]] == RETURNS
 
 
 def test_recognize_an_image_file(client, formula):
-    latex, rendered, tree, counts, marked, log, warnings, timing = client.predict(
-        handle_file(str(formula)), api_name="/recognize")
+    out = named(client.predict(handle_file(str(formula)), api_name="/recognize"))
+    latex, rendered, tree, marked, log, timing = (out[k] for k in (
+        "LaTeX", "Preview", "Tree-CoT", "Self-check: suspected errors", "Self-check: correction log", "Timing"))
     assert isinstance(latex, str) and latex.strip()
     assert "$$" in rendered  # KaTeX input, canonical or verbatim
     assert "visual tokens" in timing and "plain" in timing
@@ -136,9 +144,9 @@ def test_recognize_an_image_file(client, formula):
 
 
 def test_every_mode_through_the_api(client, formula):
-    latex, rendered, tree, counts, marked, log, warnings, timing = client.predict(
-        handle_file(str(formula)), tree=True, count=True, correct=True, max_new_tokens=24,
-        api_name="/recognize")
+    out = named(client.predict(handle_file(str(formula)), tree=True, count=True, correct=True, max_new_tokens=24,
+                               api_name="/recognize"))
+    latex, counts, timing = out["LaTeX"], out["Symbol counts"], out["Timing"]
     assert isinstance(latex, str)
     assert "Tree-CoT + counting + self-check" in timing
     assert isinstance(counts, dict) and counts["headers"] == ["Symbol", "Count"]
@@ -155,14 +163,14 @@ def test_a_sketch_through_the_api(client, tmp_path):
         image.save(tmp_path / f"{name}.png")
         files[name] = handle_file(str(tmp_path / f"{name}.png"))
     sketch = {"background": files["background"], "layers": [files["layer"]], "composite": files["composite"]}
-    latex, *_, timing = client.predict(None, sketch, api_name="/recognize")
-    assert isinstance(latex, str) and "visual tokens" in timing
+    out = named(client.predict(None, sketch, api_name="/recognize"))
+    assert isinstance(out["LaTeX"], str) and "visual tokens" in out["Timing"]
 
 
 def test_nothing_drawn_is_a_friendly_message_without_a_model_call(client):
-    latex, rendered, *_, timing = client.predict(None, api_name="/recognize")
-    assert latex == "" and timing == ""
-    assert "Draw an expression" in rendered
+    out = named(client.predict(None, api_name="/recognize"))
+    assert out["LaTeX"] == "" and out["Timing"] == ""
+    assert "Draw an expression" in out["Preview"]
 
 
 def test_twelve_concurrent_calls_all_succeed(server, formula):
@@ -171,7 +179,7 @@ def test_twelve_concurrent_calls_all_succeed(server, formula):
 
     with ThreadPoolExecutor(max_workers=12) as pool:
         results = list(pool.map(call, range(12)))
-    assert len(results) == 12 and all(isinstance(r[0], str) and "visual tokens" in r[-1] for r in results)
+    assert len(results) == 12 and all(isinstance(r[0], str) and "visual tokens" in named(r)["Timing"] for r in results)
     assert len({r[0] for r in results}) == 1  # greedy: the same image gives the same answer
 
 
@@ -183,8 +191,7 @@ def test_a_text_file_named_png_is_a_clear_error_and_the_server_keeps_serving(cli
     message = str(caught.value)
     assert "Traceback" not in message and 'File "' not in message
     assert "image" in message.lower() and "\n" not in message.strip() and len(message) < 300
-    latex, *_, timing = client.predict(handle_file(str(formula)), api_name="/recognize")
-    assert "visual tokens" in timing
+    assert "visual tokens" in named(client.predict(handle_file(str(formula)), api_name="/recognize"))["Timing"]
 
 
 def test_an_oversized_image_is_refused_in_one_sentence(client, tmp_path):
@@ -229,7 +236,7 @@ def test_the_model_menu_offers_what_loads_here_and_answers_with_it(server, clien
     names = [choice[1] for choice in menu["choices"]]
     assert names[0] == menu["value"] == str(tiny_model_dir) and "bundled" in names and menu["visible"]
     assert "2 B model takes about" in menu["info"]  # on a CPU the menu says what a released model costs
-    *_, timing = client.predict(handle_file(str(formula)), model="bundled", api_name="/recognize")
-    assert "visual tokens" in timing
+    out = named(client.predict(handle_file(str(formula)), model="bundled", api_name="/recognize"))
+    assert "visual tokens" in out["Timing"]
     with pytest.raises(AppError):
         client.predict(handle_file(str(formula)), model="qwen9", api_name="/recognize")

@@ -141,3 +141,51 @@ def test_an_example_opens_in_the_image_tab_and_is_recognised(page):
     assert page.get_by_role("tab", name="Image").get_attribute("aria-selected") == "true"
     assert recognize(page, "plain").strip()
     assert page.locator("#rendered .katex").count() >= 1
+
+
+VERTICAL = [[(0.5, 0.05), (0.5, 0.95)]]  # one tall stroke: its crop is taller than wide
+
+
+def model_input_size(page) -> tuple[int, int]:
+    """Width and height of the image the model saw (the "What the model saw" pane)."""
+    page.wait_for_function("document.querySelector('#model-input img')?.naturalWidth > 0")
+    return tuple(page.evaluate("() => { const i = document.querySelector('#model-input img');"
+                               " return [i.naturalWidth, i.naturalHeight]; }"))
+
+
+def clear(page) -> None:
+    page.click("#clear")
+    page.wait_for_function("document.querySelector('#latex textarea').value === ''"
+                           " && document.querySelector('#model-input img') === null"
+                           " && document.querySelector('#stats').innerText.trim() === ''")
+
+
+def test_clear_empties_the_pad_so_only_the_next_drawing_is_sent(page):
+    """Draw, Clear, draw again, twice over: each time the model sees the new drawing alone."""
+    set_toggles(page)
+    clear(page)
+    draw(page, X_PLUS_ONE[:2])  # an x: about as wide as tall
+    recognize(page, "plain")
+    x_size = model_input_size(page)
+    assert 0.7 < x_size[0] / x_size[1] < 1.4
+    for strokes, tall in ((VERTICAL, True), (X_PLUS_ONE[:2], False)):
+        clear(page)
+        draw(page, strokes)
+        set_toggles(page, count=tall)  # a different timing line, so the wait sees the new run
+        recognize(page, "counting" if tall else "plain")
+        width, height = model_input_size(page)
+        if tall:
+            assert height > 2 * width, (width, height)  # the x of the first drawing is gone
+        else:
+            assert (width, height) == x_size  # the stroke before the Clear is gone
+
+
+def test_undo_takes_back_the_last_strokes(page):
+    set_toggles(page)
+    clear(page)
+    draw(page, VERTICAL + X_PLUS_ONE[:2])
+    page.click("#undo")
+    page.click("#undo")
+    recognize(page, "plain")
+    width, height = model_input_size(page)
+    assert height > 2 * width, (width, height)  # only the first stroke is left
