@@ -261,3 +261,16 @@ def test_fix_refuses_a_reading_without_marks_in_one_sentence(recognizer):
         with pytest.raises(ValueError, match=message):
             recognizer.fix(_scribble(), marked)
     assert recognizer.fix(_scribble(), "x <deleted>", **FEW).candidate == "x"  # the real model runs
+
+
+def test_an_inkml_file_is_recognised_as_its_drawn_ink(recognizer, tmp_path):
+    from unimumer.images import ink_image
+    from unimumer.ink import write_inkml
+
+    path = tmp_path / "x.inkml"
+    path.write_bytes(write_inkml([[(0, 0), (10, 10)], [(10, 0), (0, 10)]]))
+    result = recognizer.recognize(path, **FEW)
+    assert result.visual_tokens == recognizer.visual_tokens(recognizer.prepare(ink_image(path)))
+    path.write_text("<ink>")
+    with pytest.raises(ImageError, match="is not valid XML"):
+        recognizer.recognize(path)
