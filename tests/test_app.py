@@ -31,7 +31,8 @@ START_LIMIT = 60  # seconds from `python app.py` to HTTP 200 (the acceptance cri
 
 
 RETURNS = ["LaTeX", "Preview", "Tree-CoT", "Symbol counts", "Self-check: suspected errors",
-           "Self-check: correction log", "Warnings", "Timing", "What the model saw"]  # /recognize's outputs
+           "Self-check: correction log", "Warnings", "Timing", "What the model saw",
+           "Confidence and alternatives"]  # /recognize's outputs
 
 
 def named(outputs) -> dict:
@@ -240,3 +241,52 @@ def test_the_model_menu_offers_what_loads_here_and_answers_with_it(server, clien
     assert "visual tokens" in out["Timing"]
     with pytest.raises(AppError):
         client.predict(handle_file(str(formula)), model="qwen9", api_name="/recognize")
+
+
+def test_recognize_with_alternatives_and_token_confidence(client, formula):
+    out = named(client.predict(handle_file(str(formula)), alternatives=3, max_new_tokens=8, api_name="/recognize"))
+    readings = out["Confidence and alternatives"]
+    alternatives = readings["alternatives"]
+    assert 1 <= len(alternatives) <= 3 and alternatives[0]["latex"] == out["LaTeX"]
+    scores = [a["score"] for a in alternatives]
+    assert scores == sorted(scores, reverse=True) and all(0 < s <= 1 for s in scores)
+    assert [t for t, _ in readings["confidence"]] == out["LaTeX"].split()
+    latex, rendered = client.predict(readings, len(alternatives) - 1, api_name="/alternative")
+    assert latex == alternatives[-1]["latex"] and "$$" in rendered
+    with pytest.raises(AppError, match=f"There is no alternative 7: this reading has {len(alternatives)}"):
+        client.predict(readings, 7, api_name="/alternative")
+    with pytest.raises(AppError, match="greater than maximum value 5"):  # the slider's own sentence
+        client.predict(handle_file(str(formula)), alternatives=9, api_name="/recognize")
+
+
+def test_fix_by_marked_spans_or_marks_in_the_reading(client, formula):
+    latex, rendered, marked, log, warnings, timing, readings = client.predict(
+        handle_file(str(formula)), latex="x ^ { z } + 1", spans=[[3, 4], [7, 7]], max_new_tokens=8,
+        api_name="/fix")
+    assert marked == "x ^ { <error_start> z <error_end> } + 1 <deleted>"
+    assert isinstance(latex, str) and latex.strip() and "fix" in timing and "visual tokens" in timing
+    again = client.predict(handle_file(str(formula)), latex="x <deleted> + 1", max_new_tokens=8, api_name="/fix")
+    assert again[2] == "x <deleted> + 1" and "fix" in again[5]  # the marks as written
+
+
+@pytest.mark.parametrize("latex, spans, message", [
+    ("x + 1", [], "Select the wrong part"),
+    ("  ", [[0, 1]], "no reading to fix"),
+    ("x + 1", [[2, 9]], "outside the reading"),
+])
+def test_fix_refuses_bad_marks_in_one_sentence(client, formula, latex, spans, message):
+    with pytest.raises(AppError, match=message) as caught:
+        client.predict(handle_file(str(formula)), latex=latex, spans=spans, api_name="/fix")
+    assert "\n" not in str(caught.value).strip()
+
+
+def test_an_inkml_file_through_the_api(client, tmp_path):
+    from unimumer.ink import write_inkml
+
+    good, bad = tmp_path / "plus.inkml", tmp_path / "bad.inkml"
+    good.write_bytes(write_inkml([[(0, 5), (10, 5)], [(5, 0), (5, 10)]]))
+    bad.write_text("<ink><trace>1 2, 3 4</trace>")
+    out = named(client.predict(None, ink=handle_file(str(good)), api_name="/recognize"))
+    assert "visual tokens" in out["Timing"]
+    with pytest.raises(AppError, match="The InkML file 'bad.inkml' is not valid XML"):
+        client.predict(None, ink=handle_file(str(bad)), api_name="/recognize")

@@ -1,6 +1,7 @@
 """Generation settings shared by the transformers and vLLM backends: token budgets, sampling, loop guard."""
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +30,7 @@ class GenerationOptions:
     # correction passes always give one.
     alternatives: int = 1
     token_scores: bool = False  # keep each generated token's probability (implied by alternatives > 1)
+    cancel: threading.Event | None = None  # once set, generation stops (the app's stale live runs)
 
     def __post_init__(self):
         if not isinstance(self.alternatives, int) or not 1 <= self.alternatives <= MAX_ALTERNATIVES:
@@ -91,6 +93,16 @@ class RepetitionGuard(StoppingCriteria):
 
     def __call__(self, input_ids: torch.LongTensor, scores=None, **kwargs) -> torch.BoolTensor:
         return periodic_tail(input_ids[:, self.prompt_length :])
+
+
+class Cancelled(StoppingCriteria):
+    """Stops every row once `event` is set."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids: torch.LongTensor, scores=None, **kwargs) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 def looped(token_ids: list[int]) -> bool:

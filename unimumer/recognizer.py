@@ -24,7 +24,8 @@ from transformers import AutoModelForImageTextToText, StoppingCriteriaList
 
 from unimumer.confidence import Reading, decode_pieces, latex_confidence, sequence_score
 from unimumer.generation import (
-    REPETITION_WARNING, GenerationOptions, RepetitionGuard, chat_prompt, image_size, looped, visual_token_count,
+    REPETITION_WARNING, Cancelled, GenerationOptions, RepetitionGuard, chat_prompt, image_size, looped,
+    visual_token_count,
 )
 from unimumer.hub import ModelLoadError, download, resolve_model, trained_on_crops
 from unimumer.images import DEFAULT_MAX_PIXELS, ImageError, is_sketch, prepare_image
@@ -402,6 +403,8 @@ class Recognizer:
         inputs = inputs.to(self.model.device)
         prompt_length = inputs["input_ids"].shape[1]
         criteria = StoppingCriteriaList([RepetitionGuard(prompt_length)] if settings.loop_guard else [])
+        if settings.cancel is not None:
+            criteria.append(Cancelled(settings.cancel))
         with torch.inference_mode():
             output = self.model.generate(
                 **inputs,  # includes mm_token_type_ids: without it M-RoPE silently degrades to 1-D positions
