@@ -38,7 +38,7 @@ from unimumer.hub import BUNDLED, bundled_available, cached_models, short_name
 from unimumer.recognizer import min_pixels, training_max_pixels
 from unimumer.images import ImageError, prepare_image
 from unimumer.confidence import DOUBTFUL, MAX_ALTERNATIVES, UNSURE
-from unimumer.export import IMAGE_FORMATS, ExportError, delimited, render_formula, to_mathml
+from unimumer.export import IMAGE_FORMATS, ExportError, canonical, delimited, render_formula, to_mathml
 from unimumer.latex import LatexError, normalize
 from unimumer.tasks import CorrectionError, mark_tokens
 from unimumer.tasks.edl import TAGS
@@ -337,7 +337,7 @@ def token_view(latex: str, confidence, spans) -> list[tuple[str, str | None]]:
 def show_readings(readings, latex: str):
     """After a recognition: the alternatives list (when there is a choice), the token view, no marks."""
     readings = readings or NO_READINGS
-    choices = [(f"{a['score']:.2f} · {a['latex']}", i) for i, a in enumerate(readings["alternatives"])]
+    choices = [(f"{a['score']:.3g} · {a['latex']}", i) for i, a in enumerate(readings["alternatives"])]
     confidence = readings["confidence"]
     return (gr.update(choices=choices, value=0 if choices else None, visible=len(choices) > 1),
             token_view(latex, confidence, []), [], confidence)
@@ -427,6 +427,9 @@ def exports(latex: str):
     mathml, files, problems = "", [None] * len(IMAGE_FORMATS), []
     if forms["raw"]:
         try:
+            problem = untypesettable(canonical(latex))
+            if problem:  # what KaTeX cannot typeset, MathML and the pictures would show wrongly too
+                raise ExportError(f"Not valid LaTeX, so not exported: {problem}")
             mathml = to_mathml(latex)
             stem = EXPORT_DIR / f"formula-{hashlib.sha1(forms['raw'].encode()).hexdigest()[:12]}"
             for i, fmt in enumerate(IMAGE_FORMATS):
@@ -590,7 +593,8 @@ def build_demo() -> gr.Blocks:
                     undo = gr.Button("Undo", elem_id="undo", size="md")
                     clear = gr.Button("Clear", elem_id="clear")
                     run = gr.Button("Recognize", variant="primary", elem_id="recognize", scale=2)
-                live = gr.Checkbox(label="Live", elem_id="live", value=RECOGNIZER is not None and RECOGNIZER.device != "cpu",
+                on_gpu = RECOGNIZER is not None and RECOGNIZER.device != "cpu"
+                live = gr.Checkbox(label="Live", elem_id="live", value=on_gpu,
                                    info=f"recognise when the pen pauses ({LIVE_PAUSE_MS / 1000:.1f} s)")
                 live_run = gr.Button("live run", elem_id="live-run", visible="hidden")
                 live_stop = gr.Button("live stop", elem_id="live-stop", visible="hidden")
@@ -644,7 +648,7 @@ def build_demo() -> gr.Blocks:
                     export_note = gr.Markdown(elem_id="export-note")
         history = gr.State([])
         history_view = gr.Gallery(label="This session's recognitions (click one to reopen it)", elem_id="history",
-                                  columns=8, height=140, allow_preview=False, object_fit="contain")
+                                  columns=8, height="auto", allow_preview=False, object_fit="scale-down")
 
         sketch_tab.select(lambda: "sketch", None, active, api_visibility="private")
         upload_tab.select(lambda: "upload", None, active, api_visibility="private")

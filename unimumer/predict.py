@@ -1,7 +1,8 @@
 """Recognise handwritten-math images and write a predictions JSON.
 
 Inputs are image or InkML files, or folders (searched recursively for .png .jpg .jpeg .bmp .gif .tif
-.tiff .webp .inkml; an InkML file's ink is drawn as an image, as `Recognizer.recognize` does). The output is a JSON list with one record per input:
+.tiff .webp .inkml; an InkML file's ink is drawn as an image, as `Recognizer.recognize` does). The
+output is a JSON list with one record per input:
 
   {"img_id": file stem, "image_path", "mode", "pred": LaTeX, "structured", "visual_tokens", "seconds",
    "tree" / "counts" / "candidate" / "marked" / "log" (the mode's extras), "warnings",

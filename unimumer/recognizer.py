@@ -424,7 +424,8 @@ class Recognizer:
         k = len(rows) // len(images)  # the readings of image i are rows i*k ... i*k + k - 1
         passes = []
         for i, visual in enumerate(tokens):
-            decoded = [self._decoded(rows[j], None if logprobs is None else logprobs[j]) for j in range(i * k, i * k + k)]
+            decoded = [self._decoded(rows[j], None if logprobs is None else logprobs[j])
+                       for j in range(i * k, i * k + k)]
             if logprobs is not None:
                 decoded.sort(key=lambda d: -d[0].score)
             best, ids, ended = decoded[0]

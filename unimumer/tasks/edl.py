@@ -211,5 +211,6 @@ def _checked_span(span, count: int) -> tuple[int, int]:
     except (TypeError, ValueError):
         raise CorrectionError(f"A marked span must be two token positions [start, end], not {span!r}.") from None
     if not 0 <= start <= end <= count:
-        raise CorrectionError(f"The span [{start}, {end}] is outside the reading, which has {count} token{'s' * (count != 1)}.")
+        tokens = f"{count} token{'s' * (count != 1)}"
+        raise CorrectionError(f"The span [{start}, {end}] is outside the reading, which has {tokens}.")
     return start, end
