@@ -75,7 +75,8 @@ class RunArguments:
 class ModelArguments:
     model: str = field(
         default="Qwen/Qwen2.5-VL-3B-Instruct",
-        metadata={"help": "base model: Hub id or folder; 'tiny' builds a random unimumer.tiny into OUT/base"},
+        metadata={"help": "base model: Hub id or folder; 'tiny' builds a random unimumer.tiny (Qwen2.5-VL), 'convmer' "
+                  "a random unimumer.convmer (the bundled model's design), into OUT/base"},
     )
     attn_implementation: str | None = field(
         default=None, metadata={"help": "attention kernel: sdpa, flash_attention_2, eager (default: transformers')"}
@@ -146,19 +147,33 @@ def load_config(path: str | Path, known: set[str]) -> dict:
 
 
 def base_model(model_args: ModelArguments, training_args: TrainingArguments) -> str:
-    """The model to start from; `tiny` is built once into OUT/base (main process first)."""
-    if model_args.model != TINY:
+    """The model to start from; `tiny` (a random unimumer.tiny Qwen2.5-VL) or `convmer` (a random
+    unimumer.convmer, the bundled model's design) is built once into OUT/base (main process first)."""
+    if model_args.model not in NEW_MODELS:
         return model_args.model
     base = Path(training_args.output_dir) / "base"
-    with training_args.main_process_first(desc="build unimumer.tiny"):
+    with training_args.main_process_first(desc=f"build a random {model_args.model}"):
         if not (base / "config.json").is_file():
-            from unimumer.tiny import build_tiny
-
             partial = base.with_name("base.partial")
             shutil.rmtree(partial, ignore_errors=True)
-            build_tiny(partial, seed=training_args.seed)
+            NEW_MODELS[model_args.model](partial, seed=training_args.seed)
             partial.rename(base)  # atomic: a killed build never looks finished
     return str(base)
+
+
+def _build_tiny(out: Path, seed: int) -> None:
+    from unimumer.tiny import build_tiny
+
+    build_tiny(out, seed=seed)
+
+
+def _build_convmer(out: Path, seed: int) -> None:
+    from unimumer.convmer.build import build_convmer
+
+    build_convmer(out, seed=seed)
+
+
+NEW_MODELS = {TINY: _build_tiny, "convmer": _build_convmer}
 
 
 def load_examples(data_args: DataArguments, seed: int) -> list:
@@ -297,7 +312,7 @@ def discard_partial(found: list[Path], last: Path | None, training_args: Trainin
 def write_record(path: Path, examples: list, model_args, data_args, training_args) -> None:
     """What the model card needs later (train.push): base model, data files and their sizes, recipe."""
     record = {
-        "base_model": model_args.model if model_args.model != TINY else "unimumer.tiny (random init)",
+        "base_model": f"unimumer.{model_args.model} (random init)" if model_args.model in NEW_MODELS else model_args.model,
         "data": dict(Counter(e.source for e in examples)),
         "tasks": sorted({prompt_task(e.prompt) for e in examples} - {None}),
         "cutoff_len": data_args.cutoff_len,
@@ -411,10 +426,10 @@ def rope_override(base: str, model_args: ModelArguments) -> dict:
 
 
 def log_parameters(model) -> None:
-    """Parameter counts of the vision tower, the merger and the language model (all trainable)."""
+    """Parameter counts of the vision tower (ConvMer: its image encoder), the merger and the language model."""
     groups = Counter()
     for name, param in model.named_parameters():
-        part = "merger" if "merger" in name else "vision" if "visual." in name else "language"
+        part = "merger" if "merger" in name else "vision" if "visual." in name or "encoder." in name else "language"
         groups[part, param.requires_grad] += param.numel()
     summary = ", ".join(
         f"{part} {n / 1e6:.2f} M{'' if trainable else ' (frozen)'}" for (part, trainable), n in sorted(groups.items())
