@@ -1,5 +1,6 @@
 """train.dataset + train.finetune: records -> model inputs exactly as at inference, masking, mixing,
 config layering, a real (tiny) full fine-tune, resume, and the kill/resume acceptance run on CROHME."""
+import dataclasses
 import json
 import os
 import random
@@ -221,6 +222,23 @@ def test_augmentation_varies_handwriting_but_keeps_it(data_dir):
         ink = (np.asarray(out.convert("L")) < 128).mean()
         assert 0 < ink < 0.5  # still dark strokes on white
         prepare_image(out)  # still a usable input (raises on a blank page)
+
+
+def test_inkml_records_are_drawn_afresh_as_cropped_sketches(tmp_path, processor):
+    samples = [Sample(id=f"s{i}", latex=LABELS[i], ink=scribble(i)) for i in range(2)]
+    build(iter(samples), tmp_path / "ink", "ink", tasks=("vanilla",), workers=0, progress=False, keep_ink=True)
+    (tmp_path / "ink" / "images" / "ink" / "bad.inkml").write_text("<ink>")
+    records = read_jsonl(tmp_path / "ink" / "ink_vanilla.jsonl")
+    dataset = SFTDataset(records, processor, max_pixels=32768, augment=True, crop=True)
+    random.seed(0)
+    first, again = dataset[0], dataset[0]
+    assert not torch.equal(first["pixel_values"], again["pixel_values"])  # a new drawing each time
+    t, h, w = first["image_grid_thw"][0].tolist()
+    assert h * w * 14 * 14 <= 32768 * 1.1 and dataset.lengths[0] >= int(first["input_ids"].shape[0] * 0.5)
+    broken = SFTDataset(read_jsonl(tmp_path / "ink" / "ink_vanilla.jsonl")[:1], processor)
+    broken.examples[0] = dataclasses.replace(broken.examples[0], image=tmp_path / "ink/images/ink/bad.inkml")
+    with pytest.raises(RecordError, match="bad.inkml"):
+        broken[0]
 
 
 # ---- configuration -------------------------------------------------------------------------------------
