@@ -318,8 +318,12 @@ def test_full_finetune_trains_every_part_saves_and_resumes_weights(data_dir, tin
 
     with pytest.raises(SystemExit, match="already has checkpoint-6: pass --resume"):
         run_finetune(*common, "--max_steps", 8)
+    status = json.loads((out / finetune.STATUS_NAME).read_text())
+    assert status["state"] == "finished" and status["step"] == 6 and status["checkpoint"] == "checkpoint-6"
     assert run_finetune(*common, "--max_steps", 8, "--resume") == 0
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 8
+    resumed = json.loads((out / finetune.STATUS_NAME).read_text())
+    assert resumed["step"] == 8 and resumed["cpu_hours"] > status["cpu_hours"] > 0  # hours add up over sessions
 
 
 def test_rope_theta_and_image_area_are_trained_with_and_saved(data_dir, tiny_model_dir, tmp_path):

@@ -24,8 +24,10 @@ os.environ.setdefault(
 import argparse  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
+import resource  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 from collections import Counter  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -61,6 +63,7 @@ from unimumer.tasks import prompt_task  # noqa: E402
 logger = logging.getLogger("train.finetune")
 TINY = "tiny"
 RECORD_NAME = TRAINING_RECORD
+STATUS_NAME = "status.json"
 
 
 @dataclass
@@ -248,6 +251,66 @@ class LearningCurveCallback(TrainerCallback):
                 out.write(json.dumps({"step": state.global_step, **entry}) + "\n")
 
 
+class StatusCallback(TrainerCallback):
+    """OUT/status.json, rewritten at every log and save: where the run is, for a person or a script.
+
+    {"state": "training" | "finished", "step", "max_steps", "epoch", "loss", "exprate", "checkpoint",
+    "wall_hours", "cpu_hours"}; the hours add up over resumed sessions (CPU time of this process and its
+    data workers).
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.status: dict = {}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        previous = {}
+        if self.path.is_file():
+            try:
+                previous = json.loads(self.path.read_text(encoding="utf-8"))
+            except ValueError:
+                pass
+        self.wall_before = previous.get("wall_hours", 0.0) if state.global_step else 0.0
+        self.cpu_before = previous.get("cpu_hours", 0.0) if state.global_step else 0.0
+        self.started = time.monotonic()
+        self.cpu_started = _cpu_seconds()
+        self.status = {key: previous.get(key) for key in ("loss", "exprate")} if state.global_step else {}
+        self._write(state, "training")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key in ("loss", "exprate"):
+            if logs and key in logs:
+                self.status[key] = logs[key]
+        self._write(state, "training")
+
+    def on_save(self, args, state, control, **kwargs):
+        self._write(state, "training", checkpoint=f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._write(state, "finished")
+
+    def _write(self, state, phase: str, checkpoint: str | None = None) -> None:
+        if not state.is_world_process_zero:
+            return
+        if checkpoint:
+            self.status["checkpoint"] = checkpoint
+        self.status.update(
+            state=phase, step=state.global_step, max_steps=state.max_steps, epoch=round(state.epoch or 0.0, 3),
+            wall_hours=round(self.wall_before + (time.monotonic() - self.started) / 3600, 5),
+            cpu_hours=round(self.cpu_before + (_cpu_seconds() - self.cpu_started) / 3600, 5),
+        )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.status, indent=2) + "\n", encoding="utf-8")
+        tmp.replace(self.path)
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (data workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 class ExpRateCallback(TrainerCallback):
     """Every `every` steps, greedy-decode `limit` held-out images and log ExpRate (main process only).
 
@@ -393,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         train_dataset=dataset,
         data_collator=Collator(pad_token_id=processor.tokenizer.pad_token_id),
         processing_class=processor,
-        callbacks=[LearningCurveCallback(out / CURVE_NAME)],
+        callbacks=[LearningCurveCallback(out / CURVE_NAME), StatusCallback(out / STATUS_NAME)],
     )
     if data_args.exprate_steps and held_out:
         trainer.add_callback(
