@@ -274,7 +274,8 @@ class StatusCallback(TrainerCallback):
         self.cpu_before = previous.get("cpu_hours", 0.0) if state.global_step else 0.0
         self.started = time.monotonic()
         self.cpu_started = _cpu_seconds()
-        self.status = {key: previous.get(key) for key in ("loss", "exprate")} if state.global_step else {}
+        kept = ("loss", "exprate", "checkpoint") if state.global_step else ()
+        self.status = {key: previous[key] for key in kept if key in previous}
         self._write(state, "training")
 
     def on_log(self, args, state, control, logs=None, **kwargs):
