@@ -276,6 +276,26 @@ def test_render_sketch_fits_long_inks_and_sizes_symbols():
     assert 40 <= rows[-1] - rows[0] + 1 <= 40 + 12  # the symbol, plus the brush's round caps
 
 
+def test_sketch_traces_place_the_ink_as_render_sketch_draws_it():
+    from unimumer.ink import SKETCH_MARGIN, SKETCH_PAGE, SKETCH_STROKE, SKETCH_SYMBOL, render_sketch, sketch_traces
+
+    ink = parse_inkml(sample_crohme("KAIST", 1)[0])
+    traces = sketch_traces(ink)
+    assert len(traces) == len(ink.traces) and all(t.shape == o.shape for t, o in zip(traces, ink.traces))
+    points = np.concatenate(traces)
+    assert (points >= 0).all() and (points <= SKETCH_PAGE).all()
+    # this long ink is shrunk to fill the page's width (less the margins and half a brush each side)
+    room = np.array(SKETCH_PAGE) - 2 * SKETCH_MARGIN - SKETCH_STROKE
+    assert np.isclose((np.ptp(points, axis=0) / room).max(), 1.0)
+    assert np.median([np.ptp(t, axis=0).max() for t in traces]) < SKETCH_SYMBOL
+    short = sketch_traces([np.array([[0.0, 0.0], [0.0, 3.0]]), np.array([[2.0, 0.0], [3.0, 0.0]])] * 2)
+    assert np.isclose(np.median([np.ptp(t, axis=0).max() for t in short]), SKETCH_SYMBOL)  # symbols at their size
+    dark = np.asarray(render_sketch(ink).convert("L")) < 128  # the page's ink covers the placed points
+    rows, columns = np.flatnonzero(dark.any(1)), np.flatnonzero(dark.any(0))
+    half = SKETCH_STROKE / 2
+    assert abs(columns[0] - (points[:, 0].min() - half)) <= 1.5 and abs(rows[-1] + 1 - (points[:, 1].max() + half)) <= 1.5
+
+
 def test_write_inkml_round_trips(tmp_path):
     from unimumer.ink import write_inkml
 

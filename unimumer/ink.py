@@ -253,17 +253,13 @@ def render_ink(
     return image.convert("RGB") if mode == "RGB" else image
 
 
-def render_sketch(
-    ink_or_traces,
-    symbol_size: float = SKETCH_SYMBOL,
-    stroke_width: float = SKETCH_STROKE,
-    antialias: bool = False,
-) -> Image.Image:
-    """The ink as a person draws it on the app's sketchpad: the white 800 x 300 page the app receives.
+def sketch_traces(
+    ink_or_traces, symbol_size: float = SKETCH_SYMBOL, stroke_width: float = SKETCH_STROKE
+) -> list[np.ndarray]:
+    """The ink placed on the app's 800 x 300 page as a person draws it there: each trace in page pixels.
 
-    Symbols are about `symbol_size` pixels tall (the median stroke extent; the expression is shrunk to
-    fit the page with a margin), strokes `stroke_width` wide. Gradio's brush paints without
-    anti-aliasing; `antialias=True` draws smooth strokes instead (pen-like images).
+    Symbols are about `symbol_size` pixels tall (the median stroke extent); the expression is shrunk to
+    fit the page with SKETCH_MARGIN and half a `stroke_width` to spare, and centred on it.
     """
     traces = _checked_traces(ink_or_traces)
     points = np.concatenate(traces)
@@ -274,8 +270,25 @@ def render_sketch(
     scale = symbol_size / _symbol_extent(points, lengths)
     spans = high - low
     scale = min([scale] + [room[i] / spans[i] for i in (0, 1) if spans[i] > 0])
-    xy = (points - (low + high) / 2) * scale + (page_w / 2, page_h / 2)
-    return _draw(xy, lengths, SKETCH_PAGE, stroke_width, SUPERSAMPLE if antialias else 1).convert("RGB")
+    centre, middle = (low + high) / 2, np.array([page_w / 2, page_h / 2])
+    return [(trace - centre) * scale + middle for trace in traces]
+
+
+def render_sketch(
+    ink_or_traces,
+    symbol_size: float = SKETCH_SYMBOL,
+    stroke_width: float = SKETCH_STROKE,
+    antialias: bool = False,
+) -> Image.Image:
+    """The ink as a person draws it on the app's sketchpad: the white 800 x 300 page the app receives.
+
+    Placed by `sketch_traces`, strokes `stroke_width` wide. Gradio's brush paints without anti-aliasing;
+    `antialias=True` draws smooth strokes instead (pen-like images).
+    """
+    traces = sketch_traces(ink_or_traces, symbol_size, stroke_width)
+    lengths = np.fromiter(map(len, traces), dtype=np.intp, count=len(traces))
+    return _draw(np.concatenate(traces), lengths, SKETCH_PAGE, stroke_width,
+                 SUPERSAMPLE if antialias else 1).convert("RGB")
 
 
 def _checked_traces(ink_or_traces) -> list[np.ndarray]:
