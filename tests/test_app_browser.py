@@ -8,55 +8,26 @@ docs/screenshot.png (the README's picture); UNIMUMER_MODEL then picks the model 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
+from browser import CHROMIUM, clear, draw, model_input_size, open_page, recognize, set_toggles
 from test_app import ROOT, serve_app
 
-CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
     pytest.skip("Debian chromium is not installed (make test installs it)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = pytest.mark.browser
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"]
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
-TIMEOUT = 60_000  # ms; the machine is shared and slow
 
 
 @pytest.fixture(scope="module")
 def page(tiny_model_dir, tmp_path_factory):
     model = os.environ.get("UNIMUMER_MODEL") if os.environ.get("UNIMUMER_SCREENSHOT") else None
     with serve_app(model or tiny_model_dir, tmp_path_factory.mktemp("browser") / "app.log") as (url, _):
-        with sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            context = browser.new_context(viewport={"width": 1280, "height": 900},
-                                          permissions=["clipboard-read", "clipboard-write"])
-            page = context.new_page()
-            page.set_default_timeout(TIMEOUT)
-            page.goto(url)
-            page.wait_for_selector("#sketch canvas")
+        with open_page(url, sync_api) as page:
             yield page
-            browser.close()
-
-
-def draw(page, strokes) -> None:
-    """Mouse strokes on the pad; points are fractions of the drawing page (the white area)."""
-    page.get_by_role("tab", name="Draw").click()
-    page.click("#sketch button[aria-label='Brush']")
-    box = page.locator("#sketch canvas").first.bounding_box()
-    # The 800x300 page is centred in the canvas element and scaled to fit: keep to its middle.
-    left, top = box["x"] + box["width"] * 0.12, box["y"] + box["height"] * 0.25
-    width, height = box["width"] * 0.76, box["height"] * 0.5
-    for stroke in strokes:
-        (x, y), rest = stroke[0], stroke[1:]
-        page.mouse.move(left + x * width, top + y * height)
-        page.mouse.down()
-        for x, y in rest:  # few steps: every move repaints the canvas, ~0.5 s in software rendering
-            page.mouse.move(left + x * width, top + y * height, steps=2)
-        page.mouse.up()
 
 
 X_PLUS_ONE = [  # x^2 + 1
@@ -65,24 +36,6 @@ X_PLUS_ONE = [  # x^2 + 1
     [(0.5, 0.62), (0.66, 0.62)], [(0.58, 0.42), (0.58, 0.82)],
     [(0.8, 0.42), (0.85, 0.3), (0.85, 0.95)],
 ]
-
-
-def set_toggles(page, **wanted: bool) -> None:
-    labels = {"tree": "Tree-CoT reasoning", "count": "Symbol counting", "correct": "Error correction"}
-    for name, label in labels.items():
-        page.get_by_label(label).set_checked(wanted.get(name, False))
-
-
-def recognize(page, modes: str) -> str:
-    """Click Recognize, wait for the timing line of a run with `modes`, return the LaTeX box's text.
-
-    The line is "0.12 s · 30 visual tokens · Tree-CoT"; while a run is pending Gradio overlays a
-    timer on it, so the whole text must match. Consecutive calls use different `modes`."""
-    page.click("#recognize")
-    page.wait_for_function(
-        "modes => new RegExp('^[0-9.]+ s · [0-9]+ visual tokens · ' + modes + '$')"
-        ".test(document.querySelector('#stats').innerText.trim())", arg=modes)
-    return page.input_value("#latex textarea")
 
 
 def test_draw_and_recognize_with_each_toggle(page):
@@ -147,20 +100,6 @@ def test_an_example_opens_in_the_image_tab_and_is_recognised(page):
 
 
 VERTICAL = [[(0.5, 0.05), (0.5, 0.95)]]  # one tall stroke: its crop is taller than wide
-
-
-def model_input_size(page) -> tuple[int, int]:
-    """Width and height of the image the model saw (the "What the model saw" pane)."""
-    page.wait_for_function("document.querySelector('#model-input img')?.naturalWidth > 0")
-    return tuple(page.evaluate("() => { const i = document.querySelector('#model-input img');"
-                               " return [i.naturalWidth, i.naturalHeight]; }"))
-
-
-def clear(page) -> None:
-    page.click("#clear")
-    page.wait_for_function("document.querySelector('#latex textarea').value === ''"
-                           " && document.querySelector('#model-input img') === null"
-                           " && document.querySelector('#stats').innerText.trim() === ''")
 
 
 def test_clear_empties_the_pad_so_only_the_next_drawing_is_sent(page):
