@@ -2,6 +2,7 @@
 config layering, a real (tiny) full fine-tune, resume, and the kill/resume acceptance run on CROHME."""
 import dataclasses
 import json
+import math
 import os
 import random
 import signal
@@ -329,10 +330,15 @@ def test_full_finetune_trains_every_part_saves_and_resumes_weights(data_dir, tin
     died = json.loads((out / finetune.STATUS_NAME).read_text())
     assert died["state"] == "stopped" and died["error"] == "ZeroDivisionError: division by zero"
     assert died["checkpoint"] == "checkpoint-6"
-    assert run_finetune(*common, "--max_steps", 8, "--resume") == 0
-    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 8
+    assert run_finetune(*common, "--max_steps", 10, "--resume", "--learning_rate", 1e-3) == 0
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 10
+    curve = [json.loads(line) for line in (out / "learning_curve.jsonl").read_text().splitlines()]
+    rate = next(c["learning_rate"] for c in curve if c["step"] == 8 and "learning_rate" in c)
+    # The resumed cosine peaks at the new --learning_rate (1 warm-up step of 10), not the saved 2e-3
+    # (the rate logged at step 8 is the one step 8 was taken with: the schedule at 7).
+    assert rate == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * (7 - 1) / 9)), rel=1e-3)
     resumed = json.loads((out / finetune.STATUS_NAME).read_text())
-    assert resumed["step"] == 8 and resumed["cpu_hours"] > status["cpu_hours"] > 0  # hours add up over sessions
+    assert resumed["step"] == 10 and resumed["cpu_hours"] > status["cpu_hours"] > 0  # hours add up over sessions
     assert resumed["state"] == "finished" and "error" not in resumed
 
 

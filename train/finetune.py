@@ -226,6 +226,23 @@ class UniMuMERTrainer(Trainer):
         saved = type(self.model).from_pretrained(resume_from_checkpoint, dtype=self.model.dtype)
         self.model.load_state_dict(saved.state_dict())  # strict: a mismatch is an error, not a warning
 
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        """Resume the optimizer and schedule, at this run's --learning_rate.
+
+        The saved schedule carries the first session's peak rate (its base_lrs), which would silently
+        override a --learning_rate given on resume; the schedule's shape follows this run's max_steps.
+        """
+        super()._load_optimizer_and_scheduler(checkpoint)
+        scheduler = getattr(self.lr_scheduler, "base_lrs", None)
+        if checkpoint is None or scheduler is None or self.is_deepspeed_enabled:
+            return
+        if any(abs(rate - self.args.learning_rate) > 1e-12 for rate in scheduler):
+            logger.info("Resuming at learning rate %g (the checkpoint's schedule peaked at %g).",
+                        self.args.learning_rate, scheduler[0])
+            self.lr_scheduler.base_lrs = [self.args.learning_rate] * len(scheduler)
+            for group in self.optimizer.param_groups:
+                group["initial_lr"] = self.args.learning_rate
+
 
 class LearningCurveCallback(TrainerCallback):
     """Appends {step, loss, learning_rate, ...} and ExpRate results to OUT/learning_curve.jsonl."""
