@@ -41,7 +41,11 @@ SCRIPTS = ("^", "_")
 
 
 class ColourError(ValueError):
-    """LaTeX whose structure cannot be coloured (unbalanced braces, a missing argument); one sentence."""
+    """LaTeX whose structure cannot be coloured; str(e) is one sentence, `reason` a short label to count."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 def colour_of(index: int) -> tuple[int, int, int]:
@@ -83,15 +87,15 @@ class _Colourer:
                 stack.append(i)
             elif token == right:
                 if not stack:
-                    raise ColourError(f"The LaTeX has unbalanced {what}.")
+                    raise ColourError(f"unbalanced {what}", f"The LaTeX has unbalanced {what}.")
                 pairs[stack.pop()] = i
         if stack:
-            raise ColourError(f"The LaTeX has unbalanced {what}.")
+            raise ColourError(f"unbalanced {what}", f"The LaTeX has unbalanced {what}.")
         return pairs
 
     def colour(self, token: str, text_mode: bool) -> str:
         if len(self.visible) >= MAX_TOKENS:
-            raise ColourError(f"The LaTeX has more than {MAX_TOKENS} visible tokens.")
+            raise ColourError("too long", f"The LaTeX has more than {MAX_TOKENS} visible tokens.")
         r, g, b = colour_of(len(self.visible))
         self.visible.append(token)
         return rf"\{'textcolor' if text_mode else 'mathcolor'}[RGB]{{{r},{g},{b}}}"
@@ -102,7 +106,7 @@ class _Colourer:
             token = self.tokens[i]
             if token in SCRIPTS:
                 if i + 1 >= stop:
-                    raise ColourError(f"The LaTeX ends with {token} and no script after it.")
+                    raise ColourError("missing argument", f"The LaTeX ends with {token} and no script after it.")
                 script, i = self.argument(i + 1, stop, text_mode)
                 parts.append(f"{token}{script}")
             else:
@@ -113,7 +117,8 @@ class _Colourer:
     def argument(self, i: int, stop: int, text_mode: bool) -> tuple[str, int]:
         """A braced argument at i: the group itself, or the single atom there wrapped in braces."""
         if i >= stop:
-            raise ColourError(f"A command lacks its argument: {' '.join(self.tokens[max(0, i - 3):i])}.")
+            raise ColourError("missing argument",
+                              f"A command lacks its argument: {' '.join(self.tokens[max(0, i - 3):i])}.")
         if self.tokens[i] == "{":
             end = self.close[i]
             return "{" + self.sequence(i + 1, end, text_mode) + "}", end + 1
@@ -144,7 +149,7 @@ class _Colourer:
         command, name = (token[:6] if token.startswith(r"\begin") else token[:4]), ""
         if token in (r"\begin", r"\end"):
             if i + 1 >= stop:
-                raise ColourError(f"{token} has no environment name.")
+                raise ColourError("missing argument", f"{token} has no environment name.")
             name, i = self.tokens[i + 1], i + 2
             if name == "{":  # `\begin { matrix }` spelled as three tokens
                 end = self.close[i - 1]
@@ -161,7 +166,7 @@ class _Colourer:
         else:
             self.environments -= 1
             if self.environments < 0:
-                raise ColourError(r"The LaTeX has an \end without its \begin.")
+                raise ColourError("unbalanced environments", r"The LaTeX has an \end without its \begin.")
         return text, i
 
     def atom(self, i: int, stop: int, text_mode: bool) -> tuple[str, int]:
@@ -207,5 +212,5 @@ def coloured(tokens: list[str]) -> tuple[str, list[str]]:
     colourer = _Colourer(_expand(tokens))
     latex = colourer.sequence(0, len(colourer.tokens))
     if colourer.environments:
-        raise ColourError(r"The LaTeX has a \begin without its \end.")
+        raise ColourError("unbalanced environments", r"The LaTeX has a \begin without its \end.")
     return latex, colourer.visible

@@ -13,6 +13,7 @@ the document is restarted after it, so one bad prediction never costs the others
 """
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -75,12 +76,14 @@ class Rendering:
 
 
 def check_tools() -> None:
-    """Raise RendererMissing unless pdflatex and gs are on PATH."""
+    """Raise RendererMissing unless pdflatex and gs are on PATH and scipy is installed."""
     missing = [tool for tool in ("pdflatex", "gs") if shutil.which(tool) is None]
     if missing:
         raise RendererMissing(
             f"CDM needs {' and '.join(missing)}: install the Debian packages texlive-latex-base, "
             "texlive-latex-recommended and ghostscript (`make system-deps` does, as root).")
+    if importlib.util.find_spec("scipy") is None:
+        raise RendererMissing("CDM needs scipy: pip install -r requirements-dev.txt.")
 
 
 def _document(formulas: list[str]) -> str:

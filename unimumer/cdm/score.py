@@ -37,7 +37,7 @@ def prepare(latex: str) -> tuple[str, list[str]] | str:
     try:
         return coloured(tokens)
     except ColourError as exc:
-        return str(exc).removeprefix("The LaTeX ").rstrip(".")
+        return exc.reason
 
 
 def _boxed(visible: list[str], rendering: Rendering) -> list[tuple[str, list[int]]]:
