@@ -14,6 +14,7 @@ the document is restarted after it, so one bad prediction never costs the others
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shutil
 import subprocess
@@ -30,6 +31,8 @@ __all__ = ["DPI", "RendererMissing", "Rendering", "check_tools", "render_batch"]
 DPI = 200
 CROP_PAD = 8  # pixels of margin kept around the ink, as UniMERNet crops
 TEX_SECONDS_PER_FORMULA = 0.5  # timeout budget; a formula normally takes a few milliseconds
+# Predictions are untrusted text: TeX may read and write files only under its working folder.
+TEX_ENV = {**os.environ, "openin_any": "p", "openout_any": "p"}
 PREAMBLE = r"""\documentclass[12pt]{article}
 \usepackage{amsmath}
 \usepackage{amssymb}
@@ -143,7 +146,7 @@ def _tex(formulas: list[str], workdir: Path) -> tuple[Path | None, str]:
     tex = workdir / "cdm.tex"
     tex.write_text(_document(formulas), encoding="utf-8")
     try:
-        subprocess.run(["pdflatex", "-interaction=batchmode", "-no-shell-escape", "cdm.tex"], cwd=workdir, capture_output=True,
+        subprocess.run(["pdflatex", "-interaction=batchmode", "-no-shell-escape", "cdm.tex"], cwd=workdir, capture_output=True, env=TEX_ENV,
                        timeout=10 + TEX_SECONDS_PER_FORMULA * len(formulas), check=False)
     except subprocess.TimeoutExpired:
         pass
