@@ -43,17 +43,21 @@ def test_visible_tokens_are_the_drawn_ones_and_commands_wrap_their_arguments():
 
 def test_operator_names_and_dots_are_compared_glyph_by_glyph():
     assert coloured([r"\sin", "x"])[1] == ["s", "i", "n", "x"]
+    latex, visible = coloured(r"\lim _ { x }".split())
+    assert visible == ["l", "i", "m", "x"] and r"\limits" in latex  # the x stays underneath
     assert coloured([r"\cdots"])[1] == coloured([r"\ldots"])[1] == [".", ".", "."]
 
 
-def test_structure_gets_no_colour():
+def test_structure_gets_no_colour_but_what_it_draws_does():
     _, visible = coloured(r"\begin {bmatrix} a & b \\ c & d \end {bmatrix} \sum \limits _ { i } \mathrm { d }".split())
-    assert visible == ["a", "b", "c", "d", r"\sum", "i", "d"]
+    assert visible == ["[", "a", "b", "c", "d", "]", r"\sum", "i", "d"]  # bmatrix draws its brackets
+    assert coloured(r"a \over b".split()) == coloured(r"\frac { a } { b }".split())  # the bar has a colour
 
 
 @pytest.mark.parametrize("latex, reason", [
     ("x ^ { 2", "unbalanced braces"), ("} x {", "unbalanced braces"), (r"\frac { 1 }", "missing argument"),
     ("x ^", "missing argument"), (r"\begin {matrix} 1", "unbalanced environments"),
+    (r"\begin {pmatrix} 1 \end {bmatrix}", "mismatched environments"),
 ])
 def test_uncolourable_structure_raises_with_a_reason(latex, reason):
     with pytest.raises(ColourError) as error:
@@ -106,6 +110,7 @@ def test_cdm_credits_what_renders_the_same_and_fails_what_cannot_be_drawn(tmp_pa
     records = [
         {"gt": "x _ { i } ^ { 2 }", "pred": "x ^ { 2 } _ { i }"},  # different strings, same picture
         {"gt": r"a \leq b", "pred": r"a \le b"},
+        {"gt": r"( \begin{matrix} { a } \\ { b } \\ \end{matrix} )", "pred": r"\begin {pmatrix} a \\ b \end {pmatrix}"},
         {"gt": r"\frac { 1 } { 2 }", "pred": r"\frac { 1 } { 3 }"},
         {"gt": r"\frac { a } { b } + c", "pred": r"\frac { b } { a } + c"},  # same tokens, another layout
         {"gt": "x + 1", "pred": r"\frac { x"},
@@ -114,11 +119,11 @@ def test_cdm_credits_what_renders_the_same_and_fails_what_cannot_be_drawn(tmp_pa
     ]
     summary, samples = cdm_score(records, workers=1, cache_dir=tmp_path)
     f1 = [s["f1"] for s in samples]
-    assert f1[:2] == [1.0, 1.0]
-    assert f1[2] == pytest.approx(2 * 2 / 6) and f1[3] == pytest.approx(3 / 5)
-    assert f1[4:] == [0.0, 0.0, 0.0]
-    assert [s.get("reason") for s in samples[4:]] == ["pred unbalanced braces", "pred empty", "pred TeX stopped on it"]
-    assert summary["cdm_failed"] == 3 and summary["exprate_cdm"] == pytest.approx(200 / 7)
+    assert f1[:3] == [1.0, 1.0, 1.0]
+    assert f1[3] == pytest.approx(2 * 2 / 6) and f1[4] == pytest.approx(3 / 5)
+    assert f1[5:] == [0.0, 0.0, 0.0]
+    assert [s.get("reason") for s in samples[5:]] == ["pred unbalanced braces", "pred empty", "pred TeX stopped on it"]
+    assert summary["cdm_failed"] == 3 and summary["exprate_cdm"] == pytest.approx(300 / 8)
 
     def no_rendering(_):
         raise AssertionError("rendered again despite the cache")

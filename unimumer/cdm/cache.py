@@ -14,7 +14,7 @@ from unimumer.cdm.render import Rendering
 
 __all__ = ["RENDERER_VERSION", "RenderCache", "default_cache_dir"]
 
-RENDERER_VERSION = "cdm-tex-1"  # bump when render.py or colour.py change what a formula renders to
+RENDERER_VERSION = "cdm-tex-2"  # bump when render.py or colour.py change what a formula renders to
 
 
 def default_cache_dir() -> Path:

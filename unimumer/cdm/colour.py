@@ -7,9 +7,11 @@ spacing, `\limits`, environments, `\mathrm`-style wrappers) stay uncoloured and 
 Commands with arguments are coloured as a whole (`\frac`: the bar, `\sqrt`: the radical, `\hat`:
 the accent) while the tokens of their arguments get colours of their own, nested inside.
 
-Multi-letter operator names (`\sin`, `\log`, ...) are spelled out letter by letter under `\mathrm`
+Multi-letter operator names (`\sin`, `\log`, `\lim`, ...) are spelled out letter by letter under `\mathrm`
 and dots (`\ldots`, `\cdots`) become three `.`, as UniMERNet does, so that `\sin` and `s i n` or
-`\cdots` and `\ldots` are compared glyph by glyph.
+`\cdots` and `\ldots` are compared glyph by glyph. What structure draws is a token too: the delimiters
+of `pmatrix`-like environments (so `\begin{pmatrix}` and `( \begin{matrix}` agree, as after UniMERNet's
+KaTeX pass) and the bar of an infix `\over`.
 """
 from __future__ import annotations
 
@@ -20,8 +22,15 @@ LEVELS = 17
 MAX_TOKENS = LEVELS ** 3 - 1  # code 0 is black: the uncoloured structure
 
 SPELLED = {r"\sin", r"\cos", r"\tan", r"\cot", r"\sec", r"\csc", r"\sinh", r"\cosh", r"\tanh", r"\coth",
-           r"\arcsin", r"\arccos", r"\arctan", r"\log", r"\ln", r"\lg", r"\exp", r"\min", r"\max", r"\ker",
+           r"\arcsin", r"\arccos", r"\arctan", r"\log", r"\ln", r"\lg", r"\exp", r"\ker",
            r"\hom", r"\deg", r"\arg", r"\dim", r"\mod", r"\bmod", r"\pmod"}
+# Operator names that take limits below in display style: spelled too (UniMERNet's KaTeX pass writes them
+# as `\operatorname*` letters), kept an operator so that `\lim _ { x }` still sets its x underneath.
+SPELLED_WITH_LIMITS = {r"\lim", r"\liminf", r"\limsup", r"\sup", r"\inf", r"\min", r"\max", r"\det", r"\gcd",
+                       r"\Pr"}
+# Infix fractions: `a \over b` sets what its group holds as `\frac { a } { b }`; drawn the same, and only a
+# command that takes arguments can give the bar a colour of its own.
+INFIX = {r"\over": r"\frac", r"\choose": r"\binom"}
 DOTS = {r"\ldots", r"\cdots", r"\dots", r"\hdots", r"\dotsc", r"\dotsb", r"\dotsm", r"\dotso", r"\mathellipsis"}
 TWO_ARGS = {r"\frac", r"\binom", r"\dfrac", r"\tfrac", r"\cfrac", r"\dbinom", r"\tbinom"}
 TWO_ARGS_HIDDEN = {r"\overset", r"\underset", r"\stackrel"}  # only the arguments are drawn
@@ -38,6 +47,14 @@ UNDRAWN = {"&", r"\\", r"\,", r"\;", r"\:", r"\!", r"\ ", "~", r"\quad", r"\qqua
            r"\choose", r"\atop", r"\hline", r"\big", r"\Big", r"\bigg", r"\Bigg", r"\bigl", r"\bigr",
            r"\Bigl", r"\Bigr", r"\biggl", r"\biggr", r"\Biggl", r"\Biggr"}
 SCRIPTS = ("^", "_")
+# Environments that draw delimiters around their cells: (left, right or "." for none, the environment that
+# sets the cells). The delimiters are tokens like any `(` (UniMERNet's KaTeX pass writes `\left(` ...
+# `\right)` around a plain array), so `\begin{pmatrix}` and `( \begin{matrix}` draw the same boxes.
+DELIMITED = {
+    "{pmatrix}": ("(", ")", "{matrix}"), "{bmatrix}": ("[", "]", "{matrix}"), "{Bmatrix}": (r"\{", r"\}", "{matrix}"),
+    "{vmatrix}": ("|", "|", "{matrix}"), "{Vmatrix}": (r"\|", r"\|", "{matrix}"),
+    "{cases}": (r"\{", ".", r"{array}{@{}l@{\quad}l@{}}"),
+}
 
 
 class ColourError(ValueError):
@@ -61,9 +78,12 @@ def index_of(r: int, g: int, b: int) -> int:
 
 def _expand(tokens: list[str]) -> list[str]:
     out: list[str] = []
-    for token in tokens:
+    for i, token in enumerate(tokens):
         if token in SPELLED:
             out += [r"\mathrm", "{", *token[1:], "}"]
+        elif token in SPELLED_WITH_LIMITS:
+            given = i + 1 < len(tokens) and tokens[i + 1] in (r"\limits", r"\nolimits")
+            out += [r"\mathop", "{", r"\mathrm", "{", *token[1:], "}", "}", *([] if given else [r"\limits"])]
         elif token in DOTS:
             out += [".", ".", "."]
         else:
@@ -78,7 +98,7 @@ class _Colourer:
         self.tokens = tokens
         self.visible: list[str] = []
         self.close = self._pairs("{", "}", "braces")
-        self.environments = 0
+        self.environments: list[str] = []  # names of the open ones, innermost last
 
     def _pairs(self, left: str, right: str, what: str) -> dict[int, int]:
         stack, pairs = [], {}
@@ -100,7 +120,26 @@ class _Colourer:
         self.visible.append(token)
         return rf"\{'textcolor' if text_mode else 'mathcolor'}[RGB]{{{r},{g},{b}}}"
 
+    def _infix_at(self, start: int, stop: int) -> int | None:
+        r"""Where a group's `\over` / `\choose` is, unless the group is a table (its cells are groups of their own)."""
+        i = start
+        while i < stop:
+            token = self.tokens[i]
+            if token in INFIX:
+                return i
+            if token in ("&", r"\\") or token.startswith(r"\begin"):
+                return None
+            i = self.close[i] + 1 if token == "{" else i + 1
+        return None
+
     def sequence(self, start: int, stop: int, text_mode: bool = False) -> str:
+        infix = self._infix_at(start, stop)
+        if infix is not None:
+            command = INFIX[self.tokens[infix]]
+            head = self.colour(command, text_mode)
+            over = self.sequence(start, infix, text_mode)
+            under = self.sequence(infix + 1, stop, text_mode)
+            return f"{head}{{{command}{{{over}}}{{{under}}}}}"
         parts, i = [], start
         while i < stop:
             token = self.tokens[i]
@@ -156,18 +195,41 @@ class _Colourer:
                 name, i = "{" + "".join(self.tokens[i:end]) + "}", end + 1
         else:
             name, i = token[len(command):], i + 1
-        text = command + name
         if command == r"\begin":
-            self.environments += 1
+            self.environments.append(name)
             if name == "{array}" and i < stop and self.tokens[i] == "{":
                 end = self.close[i]
-                text += "{" + "".join(self.tokens[i + 1:end]) + "}"
-                i = end + 1
-        else:
-            self.environments -= 1
-            if self.environments < 0:
-                raise ColourError("unbalanced environments", r"The LaTeX has an \end without its \begin.")
-        return text, i
+                return r"\begin{array}{" + "".join(self.tokens[i + 1:end]) + "}", end + 1
+            return self._delimited_begin(name), i
+        if not self.environments:
+            raise ColourError("unbalanced environments", r"The LaTeX has an \end without its \begin.")
+        opened = self.environments.pop()
+        if opened != name:
+            raise ColourError("mismatched environments",
+                              rf"The LaTeX closes \begin{opened} with \end{name}.")
+        return self._delimited_end(name), i
+
+    def _delimited_begin(self, name: str) -> str:
+        r"""`\begin{name}`, or for an environment with delimiters its left one coloured before the cells.
+
+        A delimiter of `\left ... \right` cannot be wrapped in `\mathcolor`, so the colour is switched on
+        before `\left` and back to black (uncoloured) after it, in a group that `_delimited_end` closes."""
+        if name not in DELIMITED:
+            return r"\begin" + name
+        left, _, inner = DELIMITED[name]
+        return rf"{{{self._switch(left)}\left{left}\color{{black}}\begin{inner}"
+
+    def _delimited_end(self, name: str) -> str:
+        if name not in DELIMITED:
+            return r"\end" + name
+        _, right, inner = DELIMITED[name]
+        inner_name = inner[:inner.index("}") + 1]
+        shown = "" if right == "." else self._switch(right)
+        return rf"\end{inner_name}{shown}\right{right}}}"
+
+    def _switch(self, token: str) -> str:
+        r"""`\color[RGB]{r,g,b}` of the next visible token, for glyphs that cannot take an argument."""
+        return self.colour(token, False).replace(r"\mathcolor", r"\color", 1)
 
     def atom(self, i: int, stop: int, text_mode: bool) -> tuple[str, int]:
         token = self.tokens[i]
