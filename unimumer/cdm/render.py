@@ -146,7 +146,8 @@ def _tex(formulas: list[str], workdir: Path) -> tuple[Path | None, str]:
     tex = workdir / "cdm.tex"
     tex.write_text(_document(formulas), encoding="utf-8")
     try:
-        subprocess.run(["pdflatex", "-interaction=batchmode", "-no-shell-escape", "cdm.tex"], cwd=workdir, capture_output=True, env=TEX_ENV,
+        subprocess.run(["pdflatex", "-interaction=batchmode", "-no-shell-escape", "cdm.tex"], cwd=workdir,
+                       capture_output=True, env=TEX_ENV,
                        timeout=10 + TEX_SECONDS_PER_FORMULA * len(formulas), check=False)
     except subprocess.TimeoutExpired:
         pass
