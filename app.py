@@ -18,10 +18,14 @@ try:  # ZeroGPU: `spaces` has to be imported before torch to patch CUDA initiali
 except ImportError:  # plain CPU / CUDA machines do not need it
     spaces = None
 
+import hashlib
 import html
 import logging
 import os
+import re
+import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -33,7 +37,11 @@ from unimumer.generation import MAX_NEW_TOKENS
 from unimumer.hub import BUNDLED, bundled_available, cached_models, short_name
 from unimumer.recognizer import min_pixels, training_max_pixels
 from unimumer.images import ImageError, prepare_image
+from unimumer.confidence import DOUBTFUL, MAX_ALTERNATIVES, UNSURE
+from unimumer.export import IMAGE_FORMATS, ExportError, canonical, delimited, render_formula, to_mathml
 from unimumer.latex import LatexError, normalize
+from unimumer.tasks import CorrectionError, mark_tokens
+from unimumer.tasks.edl import TAGS
 from unimumer.tiny import LATEX_SYMBOLS
 
 log = logging.getLogger("unimumer.app")
@@ -131,21 +139,32 @@ def model_menu() -> gr.Dropdown:
 # ------------------------------------------------------------------------------------------------------
 
 
-def gpu_seconds(image, modes, max_new_tokens, do_sample, temperature, model="") -> int:
+def gpu_seconds(image, modes, max_new_tokens, do_sample, temperature, model="", alternatives=1, marked=None,
+                cancel=None) -> int:
     """ZeroGPU time to reserve for `generate` (same arguments): the token budgets of the passes the
-    modes run at an assumed, conservative 40 tokens/s, plus start-up. A shorter request gets a
-    better place in the GPU queue; the Space is billed for the time actually used."""
-    tasks = [m for m in modes if m != "correct"] or ["vanilla"]
+    modes run at an assumed, conservative 40 tokens/s (a reading pass once per alternative), plus
+    start-up. A shorter request gets a better place in the GPU queue; the Space is billed for the time
+    actually used."""
+    if marked is not None:
+        tasks = ["error_fix"]
+    else:
+        tasks = ([m for m in modes if m != "correct"] or ["vanilla"]) * max(1, int(alternatives))
     if "correct" in modes:
         tasks += ["error_find", "error_fix"]
     tokens = sum(max_new_tokens or MAX_NEW_TOKENS[task] for task in tasks)
     return int(min(120, 10 + tokens / 40))
 
 
-def generate(image, modes, max_new_tokens, do_sample, temperature, model=""):
-    """The only GPU-bound step: the generate passes of the modes on an already prepared image."""
-    return recognizer_for(model).recognize(image, mode=modes, max_new_tokens=max_new_tokens or None,
-                                           do_sample=do_sample, temperature=temperature)
+def generate(image, modes, max_new_tokens, do_sample, temperature, model="", alternatives=1, marked=None,
+             cancel=None):
+    """The only GPU-bound step: the generate passes of the modes on an already prepared image (with
+    `marked`, the error_fix pass on that marked reading instead). Token confidence is always kept: one
+    image's probabilities are cheap."""
+    options = dict(max_new_tokens=max_new_tokens or None, do_sample=do_sample, temperature=temperature,
+                   token_scores=True, cancel=cancel)
+    if marked is not None:
+        return recognizer_for(model).fix(image, marked, **options)
+    return recognizer_for(model).recognize(image, mode=modes, alternatives=int(alternatives), **options)
 
 
 if spaces is not None:
@@ -223,50 +242,272 @@ def has_ink(sketch) -> bool:
     return any(layer is not None and layer.getbbox(alpha_only=True) for layer in layers)
 
 
-def pick_source(image, sketch, active: str):
+def pick_source(image, sketch, active: str, ink=None):
     """The input the user means: the active tab's one, else whichever holds something."""
     drawn = sketch if has_ink(sketch) else None
-    first, second = (drawn, image) if active == "sketch" else (image, drawn)
-    return first if first is not None else second
+    order = {"sketch": (drawn, image, ink), "upload": (image, drawn, ink), "ink": (ink, drawn, image)}
+    return next((source for source in order.get(active, order["sketch"]) if source is not None), None)
 
 
-def recognize(image, sketch=None, tree: bool = False, count: bool = False, correct: bool = False,
-              max_new_tokens: int = 0, sample: bool = False, temperature: float = 0.2,
-              max_pixels: int = 0, active: str = "sketch", model: str = ""):
-    """Recognise the drawn or uploaded expression (with `model`, a name of the model menu; "" = the model
-    loaded at start).
-
-    Returns (latex, rendered markdown, tree, counts table, marked formula, correction log,
-    warnings, timing line).
-    """
-    if RECOGNIZER is None:
-        raise gr.Error(f"The model is not available: {LOAD_ERROR}", print_exception=False)
-    recognizer = recognizer_for(model)  # loaded here, off the GPU
-    source = pick_source(image, sketch, active)
+def prepared_input(recognizer, image, sketch, active: str, ink, max_pixels: int = 0):
+    """The model's view of the chosen input, checked here, off the GPU; None when nothing is given.
+    max_pixels 0 = the resolution the model was trained at. The sketchpad's mostly empty page is cropped
+    to the ink; uploads and ink files are read whole, as the models were trained (Recognizer.crops)."""
+    source = pick_source(image, sketch, active, ink)
     if source is None:
-        gr.Warning(NOTHING_DRAWN)
-        return "", f"*{NOTHING_DRAWN}*", "", [], "", "", "", ""
+        return None
+    processor = recognizer.processor
+    cap = max(int(max_pixels), min_pixels(processor)) if max_pixels else training_max_pixels(processor)
     try:
-        # checked here, off the GPU; 0 = the resolution the model was trained at. The sketchpad's mostly
-        # empty page is cropped to the ink; uploads are read whole, as the models were trained (Recognizer.crops).
-        processor = recognizer.processor
-        cap = max(int(max_pixels), min_pixels(processor)) if max_pixels else training_max_pixels(processor)
-        prepared = prepare_image(source, max_pixels=cap, crop=recognizer.crops(source))
+        return prepare_image(source, max_pixels=cap, crop=recognizer.crops(source))
     except ImageError as exc:
         raise gr.Error(str(exc), title="Cannot use this image", print_exception=False) from None
-    modes = [m for m, on in (("tree", tree), ("count", count), ("correct", correct)) if on] or ["vanilla"]
+
+
+def run_model(*args, **kwargs):
+    """`generate`, with any failure but Gradio's own messages as one sentence."""
     try:
-        result = generate(prepared, modes, int(max_new_tokens), bool(sample), float(temperature), model)
+        return generate(*args, **kwargs)
     except gr.Error:  # e.g. ZeroGPU's own "quota exceeded" message: the user should see it as is
         raise
     except Exception:
         log.exception("Recognition failed")
         raise gr.Error("The model failed on this image; the server log has the details.",
                        print_exception=False) from None
+
+
+def readings_of(result) -> dict:
+    """The "Confidence and alternatives" output: the LaTeX's per-token confidence and the top readings."""
+    return {"confidence": [[t, p] for t, p in result.confidence or []] or None,
+            "alternatives": [{"latex": a.latex, "score": a.score, "confidence": a.confidence}
+                             for a in result.alternatives or []]}
+
+
+def recognize(image, sketch=None, tree: bool = False, count: bool = False, correct: bool = False,
+              max_new_tokens: int = 0, sample: bool = False, temperature: float = 0.2,
+              max_pixels: int = 0, active: str = "sketch", model: str = "", alternatives: int = 1,
+              ink=None, cancel=None):
+    """Recognise the drawn, uploaded or ink-file expression (with `model`, a name of the model menu;
+    "" = the model loaded at start; `alternatives`: how many top readings, 1 to 5).
+
+    Returns (latex, rendered markdown, tree, counts table, marked formula, correction log,
+    warnings, timing line, the image the model saw, confidence and alternatives).
+    """
+    if RECOGNIZER is None:
+        raise gr.Error(f"The model is not available: {LOAD_ERROR}", print_exception=False)
+    if not 1 <= int(alternatives or 1) <= MAX_ALTERNATIVES:
+        raise gr.Error(f"alternatives must be from 1 to {MAX_ALTERNATIVES}.", print_exception=False)
+    recognizer = recognizer_for(model)  # loaded here, off the GPU
+    prepared = prepared_input(recognizer, image, sketch, active, ink, max_pixels)
+    if prepared is None:
+        gr.Warning(NOTHING_DRAWN)
+        return "", f"*{NOTHING_DRAWN}*", "", [], "", "", "", "", None, NO_READINGS
+    modes = [m for m, on in (("tree", tree), ("count", count), ("correct", correct)) if on] or ["vanilla"]
+    result = run_model(prepared, modes, int(max_new_tokens), bool(sample), float(temperature), model,
+                       int(alternatives or 1), cancel=cancel)
     warnings = "\n".join(f"- ⚠️ {w}" for w in result.warnings)
     return (result.latex, preview(result.latex), result.tree or "",
             [[tok, n] for tok, n in result.counts or []], result.marked or "", "\n".join(result.log or []),
-            warnings, stats(result, modes))
+            warnings, stats(result, modes), prepared, readings_of(result))
+
+
+# ---- alternatives, confidence and fixing by pointing (issue 22) ---------------------------------------
+NO_READINGS = {"confidence": None, "alternatives": []}
+RECOGNIZE_OUTPUTS = 10
+# Token classes of the LaTeX token view; the colours say how sure the model was, or that the user marked it.
+TOKEN_COLOURS = {"marked": "#ef4444", "unsure": "#f59e0b", "doubtful": "#fde68a"}
+
+
+def token_view(latex: str, confidence, spans) -> list[tuple[str, str | None]]:
+    """The LaTeX's tokens for the token view: marked by the user, or shaded by the model's confidence
+    (when `confidence` belongs to this LaTeX; after an edit it does not)."""
+    tokens = (latex or "").split()
+    probabilities = [None] * len(tokens)
+    if confidence and [t for t, _ in confidence] == tokens:
+        probabilities = [p for _, p in confidence]
+    marked = {i for start, end in spans or [] for i in range(int(start), int(end))}
+    view = []
+    for i, (token, p) in enumerate(zip(tokens, probabilities)):
+        kind = ("marked" if i in marked else "unsure" if p is not None and p < UNSURE
+                else "doubtful" if p is not None and p < DOUBTFUL else None)
+        view.append((f" {token} ", kind))
+    return view
+
+
+def show_readings(readings, latex: str):
+    """After a recognition: the alternatives list (when there is a choice), the token view, no marks."""
+    readings = readings or NO_READINGS
+    choices = [(f"{a['score']:.3g} · {a['latex']}", i) for i, a in enumerate(readings["alternatives"])]
+    confidence = readings["confidence"]
+    return (gr.update(choices=choices, value=0 if choices else None, visible=len(choices) > 1),
+            token_view(latex, confidence, []), [], confidence)
+
+
+def choose_alternative(readings, index):
+    """The LaTeX of alternative `index` (0 = the best) of a /recognize answer's "Confidence and alternatives".
+
+    Returns (latex, rendered markdown, its token confidence)."""
+    alternatives = (readings or {}).get("alternatives") or []
+    try:
+        chosen = alternatives[int(index)] if int(index) >= 0 else None
+    except (TypeError, ValueError, IndexError):
+        chosen = None
+    if chosen is None:
+        count = len(alternatives)
+        listed = f"this reading has {count} (0 to {count - 1})" if count else "this reading has none"
+        raise gr.Error(f"There is no alternative {index!s}: {listed}.", print_exception=False)
+    return chosen["latex"], preview(chosen["latex"]), chosen["confidence"]
+
+
+def span_of_selection(latex: str, start: int, end: int) -> list[int] | None:
+    """The token span [first, last + 1] that a character selection of the LaTeX box touches."""
+    touched = [i for i, m in enumerate(re.finditer(r"\S+", latex or "")) if m.start() < end and m.end() > start]
+    return [touched[0], touched[-1] + 1] if touched else None
+
+
+def toggle_mark(spans, index: int) -> list:
+    """Mark token `index`, or unmark it when it is marked."""
+    spans = [list(span) for span in spans or []]
+    hit = [span for span in spans if span[0] <= index < span[1]]
+    if not hit:
+        return spans + [[index, index + 1]]
+    span = hit[0]
+    spans.remove(span)
+    return spans + [piece for piece in ([span[0], index], [index + 1, span[1]]) if piece[1] > piece[0]]
+
+
+def mark_clicked_token(latex: str, confidence, spans, event: gr.SelectData):
+    spans = toggle_mark(spans, int(event.index))
+    return spans, token_view(latex, confidence, spans)
+
+
+def mark_selected_text(latex: str, confidence, spans, event: gr.SelectData):
+    start, end = event.index if isinstance(event.index, (list, tuple)) else (event.index, event.index)
+    span = span_of_selection(latex, int(start), int(end))
+    spans = (spans or []) + ([span] if span and span not in (spans or []) else [])
+    return spans, token_view(latex, confidence, spans)
+
+
+def fix(image, sketch=None, latex: str = "", spans=None, active: str = "sketch", model: str = "",
+        max_new_tokens: int = 0, ink=None):
+    """Correct the marked places of a reading (Uni-MuMER's error_fix pass). `spans`: token positions
+    [start, end] (end exclusive; start == end: something is missing there) of `latex`'s wrong parts, or
+    none when `latex` already holds <error_start> <error_end> / <deleted> marks.
+
+    Returns (latex, rendered markdown, marked formula, correction log, warnings, timing line,
+    confidence and alternatives).
+    """
+    if RECOGNIZER is None:
+        raise gr.Error(f"The model is not available: {LOAD_ERROR}", print_exception=False)
+    reading = " ".join((latex or "").split())
+    try:
+        marked = reading if not spans and set(reading.split()) & set(TAGS) else mark_tokens(reading, spans)
+    except CorrectionError as exc:
+        raise gr.Error(str(exc), title="Nothing to fix", print_exception=False) from None
+    recognizer = recognizer_for(model)
+    prepared = prepared_input(recognizer, image, sketch, active, ink)
+    if prepared is None:
+        raise gr.Error(NOTHING_DRAWN, print_exception=False)
+    result = run_model(prepared, ["fix"], int(max_new_tokens), False, 0.2, model, marked=marked)
+    warnings = "\n".join(f"- ⚠️ {w}" for w in result.warnings)
+    timing = f"{result.seconds:.2f} s · {result.visual_tokens} visual tokens · fix"
+    return (result.latex, preview(result.latex), marked, "\n".join(result.log or []), warnings, timing,
+            readings_of(result))
+# -------------------------------------------------------------------------------------------------------
+
+
+# ---- outputs to paste elsewhere -------------------------------------------------------------------------
+EXPORT_DIR = Path(tempfile.mkdtemp(prefix="unimumer-exports-"))  # Gradio serves the files from its cache
+
+
+def exports(latex: str):
+    """The LaTeX as $…$, as \\[…\\] and as MathML, PNG and SVG files of the formula, and a note on what
+    could not be made (LaTeX that does not parse, or that the image export cannot draw)."""
+    forms = delimited(latex)
+    mathml, files, problems = "", [None] * len(IMAGE_FORMATS), []
+    if forms["raw"]:
+        try:
+            problem = untypesettable(canonical(latex))
+            if problem:  # what KaTeX cannot typeset, MathML and the pictures would show wrongly too
+                raise ExportError(f"Not valid LaTeX, so not exported: {problem}")
+            mathml = to_mathml(latex)
+            stem = EXPORT_DIR / f"formula-{hashlib.sha1(forms['raw'].encode()).hexdigest()[:12]}"
+            for i, fmt in enumerate(IMAGE_FORMATS):
+                path = stem.with_suffix(f".{fmt}")
+                path.write_bytes(render_formula(latex, fmt))
+                files[i] = str(path)
+        except ExportError as exc:
+            problems.append(str(exc))
+    note = " ".join(f"⚠️ {p}" for p in problems)
+    return (forms["inline"], forms["display"], mathml,
+            *[gr.update(value=f, interactive=f is not None) for f in files], note)
+
+
+# ---- live recognition: after a pause of the pen, one run in flight per user -----------------------------
+LIVE_PAUSE_MS = 700
+LIVE_RUNS: dict[str, threading.Event] = {}  # browser session -> the stop signal of its live run in flight
+# Every stroke: tell a run in flight to stop (it reads a drawing that has changed), and (re)start the timer.
+LIVE_JS = f"""() => {{
+  if (!document.querySelector('#live input')?.checked) return;
+  document.querySelector('#live-stop')?.click();
+  clearTimeout(window.unimumerLive);
+  window.unimumerLive = setTimeout(() => document.querySelector('#live-run')?.click(), {LIVE_PAUSE_MS});
+}}"""
+
+
+def recognize_live(*args, request: gr.Request = None):
+    """`recognize` for the pen's pause, on the pad only; a run that a newer stroke stopped shows nothing."""
+    sketch = args[1]
+    if not has_ink(sketch):
+        return [gr.skip()] * RECOGNIZE_OUTPUTS
+    session = request.session_hash if request is not None else ""
+    stop = threading.Event()
+    LIVE_RUNS[session] = stop
+    try:
+        result = recognize(*args[:9], "sketch", *args[10:], cancel=stop)
+    finally:
+        if LIVE_RUNS.get(session) is stop:
+            del LIVE_RUNS[session]
+    return [gr.skip()] * RECOGNIZE_OUTPUTS if stop.is_set() else result
+
+
+def stop_live(request: gr.Request = None) -> None:
+    stop = LIVE_RUNS.pop(request.session_hash if request is not None else "", None)
+    if stop is not None:
+        stop.set()
+
+
+# ---- this session's history --------------------------------------------------------------------------
+HISTORY_SIZE = 24
+THUMBNAIL = (240, 96)
+
+
+def remember(history, seen, latex: str):
+    """Put the latest recognition (what the model saw, its LaTeX) first in the session's history."""
+    if seen is None or not (latex or "").strip():
+        return history, gr.skip()
+    thumbnail = seen.copy()
+    thumbnail.thumbnail(THUMBNAIL)
+    history = [(thumbnail, latex)] + list(history or [])[: HISTORY_SIZE - 1]
+    return history, [(image, text) for image, text in history]
+
+
+def reopen(history, event: gr.SelectData):
+    """A history entry back in the LaTeX box and preview (its token confidence is not kept)."""
+    image, latex = history[event.index]
+    return latex, preview(latex), image, token_view(latex, None, []), [], None
+
+
+def press_pad_button(label: str) -> str:
+    """Browser-side code that presses a button of the sketchpad's own toolbar (by its aria-label)."""
+    return f"(...args) => {{ document.querySelector(\"#sketch button[aria-label='{label}']\")?.click(); return args; }}"
+
+
+def cleared():
+    """Every input and output empty, the reasoning panes hidden (the pad is emptied in the browser)."""
+    empty = gr.update(value=None)
+    return (None, "", EMPTY_PREVIEW, "", [], gr.update(value="", visible=False), gr.update(value="", visible=False),
+            "", "", empty, NO_READINGS, gr.update(visible=False), gr.update(visible=False))
 
 
 def reveal(tree: str, counts, marked: str, correction: str):
@@ -326,6 +567,9 @@ def build_demo() -> gr.Blocks:
                             elem_id="upload", type="filepath", sources=["upload", "webcam", "clipboard"],
                             label="Handwritten expression (upload, webcam or paste)", height=300,
                             buttons=["fullscreen"]))
+                    with gr.Tab("Ink file", id="ink") as ink_tab:
+                        ink = gr.File(label="Online handwriting (.inkml, e.g. CROHME or MathWriting)",
+                                      file_types=[".inkml"], type="filepath", elem_id="ink", height=300)
                 with gr.Row():
                     tree = gr.Checkbox(label="Tree-CoT reasoning", info="the expression's syntax tree first")
                     count = gr.Checkbox(label="Symbol counting", info="how many of each symbol first")
@@ -339,12 +583,21 @@ def build_demo() -> gr.Blocks:
                                                info="image area cap; 0 = the model's training size "
                                                     "(512×512 for Uni-MuMER)")
                     with gr.Row():
+                        n_alternatives = gr.Slider(1, MAX_ALTERNATIVES, value=3, step=1, label="Alternatives",
+                                                   elem_id="n-alternatives",
+                                                   info="top readings to choose from (beam search)")
                         sample = gr.Checkbox(label="Sampling", info="off = greedy, the most likely answer")
                         temperature = gr.Slider(0.05, 1.5, value=0.2, step=0.05, label="Temperature",
                                                 visible=False)
                 with gr.Row():
-                    clear = gr.ClearButton(value="Clear", elem_id="clear")
+                    undo = gr.Button("Undo", elem_id="undo", size="md")
+                    clear = gr.Button("Clear", elem_id="clear")
                     run = gr.Button("Recognize", variant="primary", elem_id="recognize", scale=2)
+                on_gpu = RECOGNIZER is not None and RECOGNIZER.device != "cpu"
+                live = gr.Checkbox(label="Live", elem_id="live", value=on_gpu,
+                                   info=f"recognise when the pen pauses ({LIVE_PAUSE_MS / 1000:.1f} s)")
+                live_run = gr.Button("live run", elem_id="live-run", visible="hidden")
+                live_stop = gr.Button("live stop", elem_id="live-stop", visible="hidden")
                 examples = example_images()
                 if examples:
                     gallery = gr.Examples(examples, inputs=image, label="Examples (click one)",
@@ -356,6 +609,19 @@ def build_demo() -> gr.Blocks:
                                    placeholder="The recognised LaTeX appears here; edit it to fix the preview.")
                 rendered = gr.Markdown(EMPTY_PREVIEW, label="Preview", elem_id="rendered",
                                        latex_delimiters=[{"left": "$$", "right": "$$", "display": True}])
+                tokens = gr.HighlightedText(label="Tokens: shaded = the model is unsure; click the wrong ones (or "
+                                                  "select them in the LaTeX box), then Fix",
+                                            elem_id="tokens", color_map=TOKEN_COLOURS, combine_adjacent=False,
+                                            show_legend=True, show_inline_category=False)
+                with gr.Row():
+                    fix_run = gr.Button("Fix the marked tokens", elem_id="fix", size="md")
+                    unmark = gr.Button("Unmark all", elem_id="unmark", size="md")
+                alternatives = gr.Radio(label="Alternatives (score = the model's own probability)",
+                                        elem_id="alternatives", visible=False, type="value")
+                readings = gr.JSON(label="Confidence and alternatives", visible="hidden", elem_id="readings")
+                spans = gr.JSON([], label="Marked spans", visible="hidden", elem_id="spans")
+                chosen = gr.Number(label="Alternative", precision=0, visible="hidden")
+                confidence = gr.State(None)
                 timing = gr.Markdown(label="Timing", elem_id="stats")
                 warnings = gr.Markdown(label="Warnings", elem_id="warnings")
                 with gr.Row(equal_height=True):
@@ -370,21 +636,73 @@ def build_demo() -> gr.Blocks:
                                         buttons=["copy"], visible=False)
                 log_out = gr.Textbox(label="Self-check: correction log", elem_id="correction-log", lines=2,
                                      visible=False)
+                seen = gr.Image(label="What the model saw", elem_id="model-input", type="pil", height=120,
+                                interactive=False, buttons=["download"])
+                with gr.Accordion("Copy or download", open=True):
+                    inline = gr.Textbox(label="Inline LaTeX ($…$)", elem_id="latex-inline", buttons=["copy"])
+                    display = gr.Textbox(label="Display LaTeX (\\[…\\])", elem_id="latex-display", buttons=["copy"])
+                    mathml = gr.Textbox(label="MathML", elem_id="mathml", lines=2, max_lines=6, buttons=["copy"])
+                    with gr.Row():
+                        png = gr.DownloadButton("PNG", elem_id="png", size="sm", interactive=False)
+                        svg = gr.DownloadButton("SVG", elem_id="svg", size="sm", interactive=False)
+                    export_note = gr.Markdown(elem_id="export-note")
+        history = gr.State([])
+        history_view = gr.Gallery(label="This session's recognitions (click one to reopen it)", elem_id="history",
+                                  columns=8, height="auto", allow_preview=False, object_fit="scale-down")
 
         sketch_tab.select(lambda: "sketch", None, active, api_visibility="private")
         upload_tab.select(lambda: "upload", None, active, api_visibility="private")
+        ink_tab.select(lambda: "ink", None, active, api_visibility="private")
         sample.change(lambda on: gr.update(visible=on), sample, temperature, api_visibility="private")
-        outputs = [latex, rendered, tree_out, counts_out, marked_out, log_out, warnings, timing]
-        run.click(recognize,
-                  [image, sketch, tree, count, correct, max_new_tokens, sample, temperature, max_pixels, active,
-                   model],
-                  outputs, api_name="recognize",
-                  ).success(reveal, [tree_out, counts_out, marked_out, log_out],
-                            [tree_box, counts_box, marked_out, log_out], api_visibility="private")
-        latex.input(preview, latex, rendered, api_visibility="private", show_progress="hidden")
-        clear.add([image, sketch, *outputs])
-        clear.click(lambda: (EMPTY_PREVIEW, *[gr.update(visible=False)] * 4), None,
-                    [rendered, tree_box, counts_box, marked_out, log_out], api_visibility="private")
+        outputs = [latex, rendered, tree_out, counts_out, marked_out, log_out, warnings, timing, seen, readings]
+        inputs = [image, sketch, tree, count, correct, max_new_tokens, sample, temperature, max_pixels, active,
+                  model, n_alternatives, ink]
+        panes = [tree_box, counts_box, marked_out, log_out]
+        view = [alternatives, tokens, spans, confidence]
+
+        def after_reading(event):
+            """What every new reading updates: the reasoning panes, the alternatives and tokens, the history."""
+            event.success(reveal, [tree_out, counts_out, marked_out, log_out], panes, api_visibility="private"
+                          ).success(show_readings, [readings, latex], view, api_visibility="private"
+                                    ).success(remember, [history, seen, latex], [history, history_view],
+                                              api_visibility="private")
+
+        after_reading(run.click(recognize, inputs, outputs, api_name="recognize"))
+        live_event = live_run.click(recognize_live, inputs, outputs, api_visibility="private",
+                                    trigger_mode="always_last", show_progress="minimal")
+        after_reading(live_event)
+        live_stop.click(stop_live, None, None, cancels=[live_event], api_visibility="private",
+                        concurrency_limit=None, show_progress="hidden")
+        sketch.input(None, None, None, js=LIVE_JS, api_visibility="private", show_progress="hidden")
+
+        fixed = fix_run.click(fix, [image, sketch, latex, spans, active, model, max_new_tokens, ink],
+                              [latex, rendered, marked_out, log_out, warnings, timing, readings], api_name="fix")
+        after_reading(fixed)
+        # /alternative takes any index (a wrong one gets its sentence); the list's choice goes through `chosen`
+        alternatives.input(lambda index: index, alternatives, chosen, api_visibility="private",
+                           show_progress="hidden").then(
+            choose_alternative, [readings, chosen], [latex, rendered, confidence], api_name="alternative").success(
+            lambda text, sure: (token_view(text, sure, []), []), [latex, confidence], [tokens, spans],
+            api_visibility="private")
+        tokens.select(mark_clicked_token, [latex, confidence, spans], [spans, tokens], api_visibility="private",
+                      show_progress="hidden")
+        latex.select(mark_selected_text, [latex, confidence, spans], [spans, tokens], api_visibility="private",
+                     show_progress="hidden")
+        unmark.click(lambda text, sure: ([], token_view(text, sure, [])), [latex, confidence], [spans, tokens],
+                     api_visibility="private", show_progress="hidden")
+        latex.input(lambda text, sure: (preview(text), token_view(text, sure, []), []), [latex, confidence],
+                    [rendered, tokens, spans], api_visibility="private", show_progress="hidden")
+        latex.change(exports, latex, [inline, display, mathml, png, svg, export_note], api_visibility="private",
+                     show_progress="hidden")
+        history_view.select(reopen, history, [latex, rendered, seen, tokens, spans, confidence],
+                            api_visibility="private")
+        # The pad's own toolbar buttons reset its stroke history; setting its value from outside does not
+        # (Gradio 6.31: after a second outside reset the old strokes come back with the next drawing).
+        undo.click(None, js=press_pad_button("Undo"), api_visibility="private")
+        clear.click(cleared, None, [image, *outputs, tree_box, counts_box], js=press_pad_button("Clear canvas"),
+                    api_visibility="private", show_progress="hidden"
+                    ).then(lambda: (None, gr.update(choices=[], value=None, visible=False), [], [], None), None,
+                           [ink, *view], api_visibility="private", show_progress="hidden")
     return demo
 
 

@@ -30,6 +30,16 @@ ROOT = Path(__file__).resolve().parents[1]
 START_LIMIT = 60  # seconds from `python app.py` to HTTP 200 (the acceptance criterion)
 
 
+RETURNS = ["LaTeX", "Preview", "Tree-CoT", "Symbol counts", "Self-check: suspected errors",
+           "Self-check: correction log", "Warnings", "Timing", "What the model saw",
+           "Confidence and alternatives"]  # /recognize's outputs
+
+
+def named(outputs) -> dict:
+    """/recognize's outputs by label."""
+    return dict(zip(RETURNS, outputs))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -121,14 +131,13 @@ def test_api_takes_the_image_first_and_defaults_for_the_rest(client):
     assert params[0]["parameter_name"] == "image"
     assert not params[0]["parameter_has_default"]
     assert all(p["parameter_has_default"] for p in params[1:]), [p["parameter_name"] for p in params]
-    assert [r["label"] for r in endpoint["returns"]] == [
-        "LaTeX", "Preview", "Tree-CoT", "Symbol counts", "Self-check: suspected errors",
-        "Self-check: correction log", "Warnings", "Timing"]
+    assert [r["label"] for r in endpoint["returns"]] == RETURNS
 
 
 def test_recognize_an_image_file(client, formula):
-    latex, rendered, tree, counts, marked, log, warnings, timing = client.predict(
-        handle_file(str(formula)), api_name="/recognize")
+    out = named(client.predict(handle_file(str(formula)), api_name="/recognize"))
+    latex, rendered, tree, marked, log, timing = (out[k] for k in (
+        "LaTeX", "Preview", "Tree-CoT", "Self-check: suspected errors", "Self-check: correction log", "Timing"))
     assert isinstance(latex, str) and latex.strip()
     assert "$$" in rendered  # KaTeX input, canonical or verbatim
     assert "visual tokens" in timing and "plain" in timing
@@ -136,9 +145,9 @@ def test_recognize_an_image_file(client, formula):
 
 
 def test_every_mode_through_the_api(client, formula):
-    latex, rendered, tree, counts, marked, log, warnings, timing = client.predict(
-        handle_file(str(formula)), tree=True, count=True, correct=True, max_new_tokens=24,
-        api_name="/recognize")
+    out = named(client.predict(handle_file(str(formula)), tree=True, count=True, correct=True, max_new_tokens=24,
+                               api_name="/recognize"))
+    latex, counts, timing = out["LaTeX"], out["Symbol counts"], out["Timing"]
     assert isinstance(latex, str)
     assert "Tree-CoT + counting + self-check" in timing
     assert isinstance(counts, dict) and counts["headers"] == ["Symbol", "Count"]
@@ -155,14 +164,14 @@ def test_a_sketch_through_the_api(client, tmp_path):
         image.save(tmp_path / f"{name}.png")
         files[name] = handle_file(str(tmp_path / f"{name}.png"))
     sketch = {"background": files["background"], "layers": [files["layer"]], "composite": files["composite"]}
-    latex, *_, timing = client.predict(None, sketch, api_name="/recognize")
-    assert isinstance(latex, str) and "visual tokens" in timing
+    out = named(client.predict(None, sketch, api_name="/recognize"))
+    assert isinstance(out["LaTeX"], str) and "visual tokens" in out["Timing"]
 
 
 def test_nothing_drawn_is_a_friendly_message_without_a_model_call(client):
-    latex, rendered, *_, timing = client.predict(None, api_name="/recognize")
-    assert latex == "" and timing == ""
-    assert "Draw an expression" in rendered
+    out = named(client.predict(None, api_name="/recognize"))
+    assert out["LaTeX"] == "" and out["Timing"] == ""
+    assert "Draw an expression" in out["Preview"]
 
 
 def test_twelve_concurrent_calls_all_succeed(server, formula):
@@ -171,7 +180,7 @@ def test_twelve_concurrent_calls_all_succeed(server, formula):
 
     with ThreadPoolExecutor(max_workers=12) as pool:
         results = list(pool.map(call, range(12)))
-    assert len(results) == 12 and all(isinstance(r[0], str) and "visual tokens" in r[-1] for r in results)
+    assert len(results) == 12 and all(isinstance(r[0], str) and "visual tokens" in named(r)["Timing"] for r in results)
     assert len({r[0] for r in results}) == 1  # greedy: the same image gives the same answer
 
 
@@ -183,8 +192,7 @@ def test_a_text_file_named_png_is_a_clear_error_and_the_server_keeps_serving(cli
     message = str(caught.value)
     assert "Traceback" not in message and 'File "' not in message
     assert "image" in message.lower() and "\n" not in message.strip() and len(message) < 300
-    latex, *_, timing = client.predict(handle_file(str(formula)), api_name="/recognize")
-    assert "visual tokens" in timing
+    assert "visual tokens" in named(client.predict(handle_file(str(formula)), api_name="/recognize"))["Timing"]
 
 
 def test_an_oversized_image_is_refused_in_one_sentence(client, tmp_path):
@@ -229,7 +237,56 @@ def test_the_model_menu_offers_what_loads_here_and_answers_with_it(server, clien
     names = [choice[1] for choice in menu["choices"]]
     assert names[0] == menu["value"] == str(tiny_model_dir) and "bundled" in names and menu["visible"]
     assert "2 B model takes about" in menu["info"]  # on a CPU the menu says what a released model costs
-    *_, timing = client.predict(handle_file(str(formula)), model="bundled", api_name="/recognize")
-    assert "visual tokens" in timing
+    out = named(client.predict(handle_file(str(formula)), model="bundled", api_name="/recognize"))
+    assert "visual tokens" in out["Timing"]
     with pytest.raises(AppError):
         client.predict(handle_file(str(formula)), model="qwen9", api_name="/recognize")
+
+
+def test_recognize_with_alternatives_and_token_confidence(client, formula):
+    out = named(client.predict(handle_file(str(formula)), alternatives=3, max_new_tokens=8, api_name="/recognize"))
+    readings = out["Confidence and alternatives"]
+    alternatives = readings["alternatives"]
+    assert 1 <= len(alternatives) <= 3 and alternatives[0]["latex"] == out["LaTeX"]
+    scores = [a["score"] for a in alternatives]
+    assert scores == sorted(scores, reverse=True) and all(0 < s <= 1 for s in scores)
+    assert [t for t, _ in readings["confidence"]] == out["LaTeX"].split()
+    latex, rendered = client.predict(readings, len(alternatives) - 1, api_name="/alternative")
+    assert latex == alternatives[-1]["latex"] and "$$" in rendered
+    with pytest.raises(AppError, match=f"There is no alternative 7: this reading has {len(alternatives)}"):
+        client.predict(readings, 7, api_name="/alternative")
+    with pytest.raises(AppError, match="greater than maximum value 5"):  # the slider's own sentence
+        client.predict(handle_file(str(formula)), alternatives=9, api_name="/recognize")
+
+
+def test_fix_by_marked_spans_or_marks_in_the_reading(client, formula):
+    latex, rendered, marked, log, warnings, timing, readings = client.predict(
+        handle_file(str(formula)), latex="x ^ { z } + 1", spans=[[3, 4], [7, 7]], max_new_tokens=8,
+        api_name="/fix")
+    assert marked == "x ^ { <error_start> z <error_end> } + 1 <deleted>"
+    assert isinstance(latex, str) and latex.strip() and "fix" in timing and "visual tokens" in timing
+    again = client.predict(handle_file(str(formula)), latex="x <deleted> + 1", max_new_tokens=8, api_name="/fix")
+    assert again[2] == "x <deleted> + 1" and "fix" in again[5]  # the marks as written
+
+
+@pytest.mark.parametrize("latex, spans, message", [
+    ("x + 1", [], "Select the wrong part"),
+    ("  ", [[0, 1]], "no reading to fix"),
+    ("x + 1", [[2, 9]], "outside the reading"),
+])
+def test_fix_refuses_bad_marks_in_one_sentence(client, formula, latex, spans, message):
+    with pytest.raises(AppError, match=message) as caught:
+        client.predict(handle_file(str(formula)), latex=latex, spans=spans, api_name="/fix")
+    assert "\n" not in str(caught.value).strip()
+
+
+def test_an_inkml_file_through_the_api(client, tmp_path):
+    from unimumer.ink import write_inkml
+
+    good, bad = tmp_path / "plus.inkml", tmp_path / "bad.inkml"
+    good.write_bytes(write_inkml([[(0, 5), (10, 5)], [(5, 0), (5, 10)]]))
+    bad.write_text("<ink><trace>1 2, 3 4</trace>")
+    out = named(client.predict(None, ink=handle_file(str(good)), api_name="/recognize"))
+    assert "visual tokens" in out["Timing"]
+    with pytest.raises(AppError, match="The InkML file 'bad.inkml' is not valid XML"):
+        client.predict(None, ink=handle_file(str(bad)), api_name="/recognize")

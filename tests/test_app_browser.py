@@ -32,7 +32,9 @@ def page(tiny_model_dir, tmp_path_factory):
     with serve_app(model or tiny_model_dir, tmp_path_factory.mktemp("browser") / "app.log") as (url, _):
         with sync_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            context = browser.new_context(viewport={"width": 1280, "height": 900},
+                                          permissions=["clipboard-read", "clipboard-write"])
+            page = context.new_page()
             page.set_default_timeout(TIMEOUT)
             page.goto(url)
             page.wait_for_selector("#sketch canvas")
@@ -42,6 +44,7 @@ def page(tiny_model_dir, tmp_path_factory):
 
 def draw(page, strokes) -> None:
     """Mouse strokes on the pad; points are fractions of the drawing page (the white area)."""
+    page.get_by_role("tab", name="Draw").click()
     page.click("#sketch button[aria-label='Brush']")
     box = page.locator("#sketch canvas").first.bounding_box()
     # The 800x300 page is centred in the canvas element and scaled to fit: keep to its middle.
@@ -141,3 +144,115 @@ def test_an_example_opens_in_the_image_tab_and_is_recognised(page):
     assert page.get_by_role("tab", name="Image").get_attribute("aria-selected") == "true"
     assert recognize(page, "plain").strip()
     assert page.locator("#rendered .katex").count() >= 1
+
+
+VERTICAL = [[(0.5, 0.05), (0.5, 0.95)]]  # one tall stroke: its crop is taller than wide
+
+
+def model_input_size(page) -> tuple[int, int]:
+    """Width and height of the image the model saw (the "What the model saw" pane)."""
+    page.wait_for_function("document.querySelector('#model-input img')?.naturalWidth > 0")
+    return tuple(page.evaluate("() => { const i = document.querySelector('#model-input img');"
+                               " return [i.naturalWidth, i.naturalHeight]; }"))
+
+
+def clear(page) -> None:
+    page.click("#clear")
+    page.wait_for_function("document.querySelector('#latex textarea').value === ''"
+                           " && document.querySelector('#model-input img') === null"
+                           " && document.querySelector('#stats').innerText.trim() === ''")
+
+
+def test_clear_empties_the_pad_so_only_the_next_drawing_is_sent(page):
+    """Draw, Clear, draw again, twice over: each time the model sees the new drawing alone."""
+    set_toggles(page)
+    clear(page)
+    draw(page, X_PLUS_ONE[:2])  # an x: about as wide as tall
+    recognize(page, "plain")
+    x_size = model_input_size(page)
+    assert 0.7 < x_size[0] / x_size[1] < 1.4
+    for strokes, tall in ((VERTICAL, True), (X_PLUS_ONE[:2], False)):
+        clear(page)
+        draw(page, strokes)
+        set_toggles(page, count=tall)  # a different timing line, so the wait sees the new run
+        recognize(page, "counting" if tall else "plain")
+        width, height = model_input_size(page)
+        if tall:
+            assert height > 2 * width, (width, height)  # the x of the first drawing is gone
+        else:
+            assert (width, height) == x_size  # the stroke before the Clear is gone
+
+
+def test_undo_takes_back_the_last_strokes(page):
+    set_toggles(page)
+    clear(page)
+    draw(page, VERTICAL + X_PLUS_ONE[:2])
+    page.click("#undo")
+    page.click("#undo")
+    recognize(page, "plain")
+    width, height = model_input_size(page)
+    assert height > 2 * width, (width, height)  # only the first stroke is left
+
+
+def test_live_recognition_after_the_pen_pauses(page):
+    set_toggles(page)
+    clear(page)
+    page.get_by_label("Live").set_checked(True)
+    try:
+        draw(page, X_PLUS_ONE[:2])
+        # no click on Recognize: the pause after the last stroke starts the run
+        page.wait_for_function("/^[0-9.]+ s · [0-9]+ visual tokens · plain$/"
+                               ".test(document.querySelector('#stats').innerText.trim())")
+        assert page.input_value("#latex textarea").strip()
+    finally:
+        page.get_by_label("Live").set_checked(False)
+
+
+def test_choosing_an_alternative_replaces_the_answer(page):
+    set_toggles(page)
+    clear(page)
+    draw(page, X_PLUS_ONE)
+    recognize(page, "plain")  # three alternatives by default
+    options = page.locator("#alternatives label")
+    page.wait_for_function("document.querySelectorAll('#alternatives label').length >= 2")
+    second = options.nth(1).inner_text().split(" · ", 1)[1].strip()
+    options.nth(1).click()
+    page.wait_for_function("text => document.querySelector('#latex textarea').value === text", arg=second)
+    page.wait_for_function("n => document.querySelectorAll('#tokens .token').length === n", arg=len(second.split()))
+
+
+def test_marking_a_token_and_fixing_it(page):
+    tokens = page.locator("#tokens .token")
+    assert tokens.count() >= 1
+    before = page.inner_text("#stats")
+    tokens.first.click()
+    page.wait_for_function(  # the marked colour
+        "document.querySelector('#tokens .token').style.backgroundColor === 'rgba(239, 68, 68, 0.5)'")
+    page.click("#fix")
+    page.wait_for_function("/ · fix$/.test(document.querySelector('#stats').innerText.trim())")
+    assert page.inner_text("#stats") != before
+    assert page.input_value("#marked textarea").startswith("<error_start>")  # the first token was marked
+    assert page.locator("#marked").is_visible()
+
+
+def test_fixing_without_a_selection_says_what_to_do(page):
+    page.click("#unmark")
+    page.click("#fix")
+    page.get_by_text("Select the wrong part of the LaTeX first").first.wait_for()
+
+
+def test_copying_the_mathml(page):
+    type_latex(page, r"\frac { a } { b }")
+    page.wait_for_function("document.querySelector('#mathml textarea').value.includes('<mfrac>')")
+    page.locator("#mathml button[aria-label='Copy']").first.click()
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied.startswith("<math") and "<mfrac>" in copied
+    assert page.input_value("#latex-inline textarea") == r"$\frac { a } { b }$"
+
+
+def test_the_history_reopens_an_earlier_recognition(page):
+    entries = page.locator("#history .thumbnail-item")
+    assert entries.count() >= 2
+    oldest = page.locator("#history .thumbnail-item").last
+    oldest.click()  # the first recognition of this session
+    page.wait_for_function("document.querySelector('#latex textarea').value !== ''")

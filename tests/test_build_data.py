@@ -17,7 +17,7 @@ from train import build_data
 from train.build_data import build
 from train.readers import Sample, Skip, read_source
 from train.records import SHAREGPT_FORMAT, parse_record, read_jsonl
-from unimumer.ink import Ink
+from unimumer.ink import Ink, parse_inkml
 from unimumer.tasks import count_target, human_prompt, tree_target
 
 TASKS = ("vanilla", "tree", "count")
@@ -42,6 +42,9 @@ def check_folder(out: Path, name: str, tasks=TASKS) -> dict[str, list[dict]]:
             expected = {"vanilla": latex, "tree": tree_target(latex), "count": count_target(latex)}[task]
             assert target == expected
     for image in {r["images"][0] for rows in records.values() for r in rows}:
+        if image.endswith(".inkml"):  # --ink: the ink itself, drawn at training time
+            assert parse_inkml(out / image).traces
+            continue
         with Image.open(out / image) as im:
             im.load()
     return records
@@ -217,3 +220,25 @@ def test_mathwriting_excerpt_builds(tmp_path):
                   progress=False)
     assert stats["kept"] == 11 and not stats["skipped"]
     check_folder(tmp_path, "mw")
+
+
+def test_ink_option_keeps_inkml_that_the_dataset_draws_as_sketches(tmp_path):
+    import random
+
+    from train.sketch import sketch_image
+    from unimumer.images import prepare_image
+    from unimumer.ink import SKETCH_PAGE
+
+    samples = [s for s in synthetic_inks(12) if isinstance(s, Sample)][:8]
+    stats = build(iter(samples), tmp_path / "out", "syn", workers=0, progress=False, keep_ink=True)
+    assert stats["kept"] == 7  # the duplicate id is skipped
+    records = check_folder(tmp_path / "out", "syn")
+    first = tmp_path / "out" / records["vanilla"][0]["images"][0]
+    assert first.suffix == ".inkml"
+    ink = parse_inkml(first)
+    assert np.allclose(np.concatenate(ink.traces), np.concatenate(samples[0].ink.traces), atol=0.006)
+    plain = sketch_image(ink, random.Random(0), augment=False)
+    varied = {sketch_image(ink, random.Random(seed)).tobytes() for seed in range(3)}
+    assert plain.size == SKETCH_PAGE and len(varied) == 3
+    crop = prepare_image(plain, max_pixels=32768, crop=True)
+    assert crop.width * crop.height <= 32768 and crop.size != SKETCH_PAGE

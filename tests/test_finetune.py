@@ -1,5 +1,6 @@
 """train.dataset + train.finetune: records -> model inputs exactly as at inference, masking, mixing,
 config layering, a real (tiny) full fine-tune, resume, and the kill/resume acceptance run on CROHME."""
+import dataclasses
 import json
 import os
 import random
@@ -223,6 +224,23 @@ def test_augmentation_varies_handwriting_but_keeps_it(data_dir):
         prepare_image(out)  # still a usable input (raises on a blank page)
 
 
+def test_inkml_records_are_drawn_afresh_as_cropped_sketches(tmp_path, processor):
+    samples = [Sample(id=f"s{i}", latex=LABELS[i], ink=scribble(i)) for i in range(2)]
+    build(iter(samples), tmp_path / "ink", "ink", tasks=("vanilla",), workers=0, progress=False, keep_ink=True)
+    (tmp_path / "ink" / "images" / "ink" / "bad.inkml").write_text("<ink>")
+    records = read_jsonl(tmp_path / "ink" / "ink_vanilla.jsonl")
+    dataset = SFTDataset(records, processor, max_pixels=32768, augment=True, crop=True)
+    random.seed(0)
+    first, again = dataset[0], dataset[0]
+    assert not torch.equal(first["pixel_values"], again["pixel_values"])  # a new drawing each time
+    t, h, w = first["image_grid_thw"][0].tolist()
+    assert h * w * 14 * 14 <= 32768 * 1.1 and dataset.lengths[0] >= int(first["input_ids"].shape[0] * 0.5)
+    broken = SFTDataset(read_jsonl(tmp_path / "ink" / "ink_vanilla.jsonl")[:1], processor)
+    broken.examples[0] = dataclasses.replace(broken.examples[0], image=tmp_path / "ink/images/ink/bad.inkml")
+    with pytest.raises(RecordError, match="bad.inkml"):
+        broken[0]
+
+
 # ---- configuration -------------------------------------------------------------------------------------
 
 
@@ -300,8 +318,12 @@ def test_full_finetune_trains_every_part_saves_and_resumes_weights(data_dir, tin
 
     with pytest.raises(SystemExit, match="already has checkpoint-6: pass --resume"):
         run_finetune(*common, "--max_steps", 8)
+    status = json.loads((out / finetune.STATUS_NAME).read_text())
+    assert status["state"] == "finished" and status["step"] == 6 and status["checkpoint"] == "checkpoint-6"
     assert run_finetune(*common, "--max_steps", 8, "--resume") == 0
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 8
+    resumed = json.loads((out / finetune.STATUS_NAME).read_text())
+    assert resumed["step"] == 8 and resumed["cpu_hours"] > status["cpu_hours"] > 0  # hours add up over sessions
 
 
 def test_rope_theta_and_image_area_are_trained_with_and_saved(data_dir, tiny_model_dir, tmp_path):

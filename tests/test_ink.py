@@ -242,3 +242,49 @@ def test_degenerate_inks():
         render_ink([np.array([[0.0, 0.0], [np.nan, 1.0]])])
     timed = render_ink([np.array([[0.0, 0.0, 10.0], [0.0, 50.0, 20.0]])])  # extra channels are ignored
     assert timed.height == 148 and timed.width < 40
+
+
+# ---------------------------------------------------------------- the sketchpad page and InkML out
+
+
+def test_render_sketch_is_the_apps_page_with_binary_brush_strokes():
+    from unimumer.ink import SKETCH_PAGE, SKETCH_STROKE, render_sketch
+
+    ink = parse_inkml(sample_crohme("KAIST", 1)[0])
+    page = render_sketch(ink)
+    assert page.size == SKETCH_PAGE and page.mode == "RGB"
+    values = np.asarray(page.convert("L"))
+    assert set(np.unique(values)) <= {0, 255}  # Gradio's brush paints without anti-aliasing
+    # a vertical cut through a stroke is about one brush wide
+    dark = values < 128
+    column = dark[:, dark.sum(0).argmax()]
+    runs = np.diff(np.flatnonzero(np.diff(np.concatenate(([0], column, [0])).astype(int))))[::2]
+    assert SKETCH_STROKE - 2 <= np.median(runs) <= 3 * SKETCH_STROKE
+    smooth = np.asarray(render_sketch(ink, stroke_width=3, antialias=True).convert("L"))
+    assert len(np.unique(smooth)) > 2 and (smooth < 128).sum() < dark.sum()
+
+
+def test_render_sketch_fits_long_inks_and_sizes_symbols():
+    from unimumer.ink import SKETCH_MARGIN, SKETCH_PAGE, render_sketch
+
+    long = [np.array([[x, 0.0], [x + 5, 10.0]]) for x in range(0, 2000, 10)]  # 200 strokes in a row
+    dark = np.asarray(render_sketch(long).convert("L")) < 128
+    columns = np.flatnonzero(dark.any(0))
+    assert columns[0] >= SKETCH_MARGIN - 1 and columns[-1] <= SKETCH_PAGE[0] - SKETCH_MARGIN
+    small = np.asarray(render_sketch([np.array([[0.0, 0.0], [0.0, 1.0]])], symbol_size=40).convert("L")) < 128
+    rows = np.flatnonzero(small.any(1))
+    assert 40 <= rows[-1] - rows[0] + 1 <= 40 + 12  # the symbol, plus the brush's round caps
+
+
+def test_write_inkml_round_trips(tmp_path):
+    from unimumer.ink import write_inkml
+
+    ink = parse_inkml(sample_crohme("MfrDB", 1)[0])
+    data = write_inkml(ink, truth="$x < y & z$")
+    (tmp_path / "a.inkml").write_bytes(data)
+    again = parse_inkml(tmp_path / "a.inkml")
+    assert again.annotations["truth"] == "$x < y & z$"
+    assert len(again.traces) == len(ink.traces)
+    assert all(np.allclose(a, b, atol=0.006) for a, b in zip(again.traces, ink.traces))
+    with pytest.raises(InkError, match="no points"):
+        write_inkml([])

@@ -167,3 +167,17 @@ def test_an_input_that_breaks_recognition_costs_only_its_record(tiny_model_dir, 
     assert code == 2 and "Traceback" not in captured.err
     first, second = json.loads(captured.out)
     assert "error" not in first and second["error"] == "Recognition failed: simulated failure"
+
+
+def test_inkml_files_are_drawn_and_recognised(tiny_model_dir, tmp_path, capsys):
+    from unimumer.ink import write_inkml
+
+    folder = tmp_path / "inks"
+    folder.mkdir()
+    (folder / "plus.inkml").write_bytes(write_inkml([[(0, 5), (10, 5)], [(5, 0), (5, 10)]], truth="+"))
+    (folder / "broken.inkml").write_text("<ink><trace>1 2, 3 4</trace>")
+    code = main(["predict", str(folder), "--model", str(tiny_model_dir), "--max-new-tokens", "4"])
+    records = {r["img_id"]: r for r in json.loads(capsys.readouterr().out)}
+    assert code == 2 and set(records) == {"plus", "broken"}
+    assert records["plus"]["visual_tokens"] > 0 and "error" not in records["plus"]
+    assert records["broken"]["error"] == "The InkML file 'broken.inkml' is not valid XML (error at line 1)."

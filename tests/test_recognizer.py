@@ -225,3 +225,53 @@ def test_max_pixels_defaults_to_the_checkpoints_training_resolution(tmp_path):
     small = build_tiny(tmp_path / "small-images", seed=1, max_pixels=40_000)
     assert Recognizer.from_pretrained(str(small)).max_pixels == 40_000
     assert Recognizer.from_pretrained(str(small), max_pixels=90_000).max_pixels == 90_000
+
+
+def test_alternatives_come_best_first_with_scores_and_token_confidence(recognizer):
+    result = recognizer.recognize(_scribble(), alternatives=3, **FEW)
+    scores = [a.score for a in result.alternatives]
+    assert 1 <= len(result.alternatives) <= 3 and scores == sorted(scores, reverse=True)
+    assert all(0 < s <= 1 for s in scores) and len({a.latex for a in result.alternatives}) == len(scores)
+    assert result.latex == result.alternatives[0].latex
+    assert [t for t, _ in result.confidence] == result.latex.split()
+    assert all(0 < p <= 1 for _, p in result.confidence)
+    plain = recognizer.recognize(_scribble(), **FEW)
+    assert plain.confidence is None and plain.alternatives is None  # only when asked for
+    json.dumps(result.to_dict())
+
+
+def test_alternatives_by_sampling_and_their_limit(recognizer):
+    result = recognizer.recognize(_scribble(), alternatives=2, do_sample=True, temperature=1.0, **FEW)
+    assert 1 <= len(result.alternatives) <= 2
+    for bad in (0, 6):
+        with pytest.raises(ValueError, match="from 1 to 5"):
+            recognizer.recognize(_scribble(), alternatives=bad)
+
+
+def test_fix_runs_error_fix_on_the_marked_places(recognizer):
+    scripted = Scripted(recognizer, {"error_fix": "REPLACE:z -> 2\nx ^ { 2 }"})
+    result = scripted.fix(_scribble(), "x ^ { <error_start> z <error_end> }")
+    assert (result.latex, result.candidate, result.mode) == ("x ^ { 2 }", "x ^ { z }", "fix")
+    assert result.log == ["REPLACE:z -> 2"]
+    assert "Marked formula: x ^ { <error_start> z <error_end> }\n" in scripted.prompts["error_fix"][0]
+    assert list(scripted.prompts) == ["error_fix"] and result.warnings == []
+
+
+def test_fix_refuses_a_reading_without_marks_in_one_sentence(recognizer):
+    for marked, message in (("x ^ { z }", "Mark the wrong part"), ("x <error_start> z", "never closed")):
+        with pytest.raises(ValueError, match=message):
+            recognizer.fix(_scribble(), marked)
+    assert recognizer.fix(_scribble(), "x <deleted>", **FEW).candidate == "x"  # the real model runs
+
+
+def test_an_inkml_file_is_recognised_as_its_drawn_ink(recognizer, tmp_path):
+    from unimumer.images import ink_image
+    from unimumer.ink import write_inkml
+
+    path = tmp_path / "x.inkml"
+    path.write_bytes(write_inkml([[(0, 0), (10, 10)], [(10, 0), (0, 10)]]))
+    result = recognizer.recognize(path, **FEW)
+    assert result.visual_tokens == recognizer.visual_tokens(recognizer.prepare(ink_image(path)))
+    path.write_text("<ink>")
+    with pytest.raises(ImageError, match="is not valid XML"):
+        recognizer.recognize(path)

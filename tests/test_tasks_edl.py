@@ -172,3 +172,22 @@ def test_arbitrary_pairs_round_trip(candidate, truth):
     if truth:  # an empty truth leaves no last line to read
         parsed = parse_output("error_fix", correction_log(candidate, truth), marked=mark_errors(candidate, truth))
         assert parsed.structured and parsed.latex == truth and parsed.operations is not None
+
+
+def test_mark_tokens_writes_the_marks_a_person_points_at():
+    from unimumer.tasks import mark_tokens
+
+    assert mark_tokens("x ^ { z } + 1", [(3, 4)]) == "x ^ { <error_start> z <error_end> } + 1"
+    assert mark_tokens("x ^ { z } + 1", [[4, 5], (3, 4), (7, 7)]) == "x ^ { <error_start> z } <error_end> + 1 <deleted>"
+    assert mark_tokens("x + 1", [(0, 0), (0, 0)]) == "<deleted> x + 1"
+    assert mark_tokens("x + 1", [(1, 1), (1, 2)]) == "x <error_start> + <error_end> 1"  # a gap next to an error
+
+
+def test_mark_tokens_refuses_in_one_sentence():
+    from unimumer.tasks import CorrectionError, mark_tokens
+
+    for latex, spans, message in (("", [(0, 1)], "no reading"), ("x + 1", [], "Select the wrong part"),
+                                  ("x + 1", [(2, 4)], "outside the reading, which has 3 tokens"),
+                                  ("x", ["a"], "two token positions")):
+        with pytest.raises(CorrectionError, match=message):
+            mark_tokens(latex, spans)

@@ -104,3 +104,12 @@ def test_pipeline_runs_on_the_engine(fake_vllm, tiny_model_dir):
     assert engine.calls[0][1]["temperature"] == 0.0 and engine.calls[0][1]["max_tokens"] == 1024
     expected = [recognizer.visual_tokens(recognizer.prepare(image)) for image in (_scribble(), _scribble(500, 100))]
     assert [r.visual_tokens for r in results] == expected and expected[0] > 0
+
+
+def test_scores_and_alternatives_ask_the_engine_for_logprobs():
+    scored = sampling_kwargs(GenerationOptions(token_scores=True), "vanilla", [2])
+    assert (scored["logprobs"], scored["n"]) == (0, 1)
+    sampled = sampling_kwargs(GenerationOptions(alternatives=3, do_sample=True), "tree", [2])
+    assert sampled["n"] == 3 and sampling_kwargs(GenerationOptions(alternatives=3, do_sample=True), "error_fix", [2])["n"] == 1
+    with pytest.raises(ValueError, match="only when sampling"):
+        sampling_kwargs(GenerationOptions(alternatives=3), "vanilla", [2])

@@ -5,7 +5,8 @@ the file's folder; the released parquet's `conversations` / `image` names are ac
 files with optional per-file weights, and encodes each record exactly as `unimumer.Recognizer` prompts
 at inference (`unimumer.generation.chat_prompt`, same image preparation and processor sizing: images
 whole and scaled to the cap, as upstream trained, or cropped to the ink like sketches with `crop`;
-InkML files drawn on the sketchpad page afresh each time by train.sketch, and cropped), followed by the target and the end of the assistant turn. Only the target and the end-of-turn tokens
+InkML files drawn on the sketchpad page afresh each time by train.sketch, and cropped), followed by
+the target and the end of the assistant turn. Only the target and the end-of-turn tokens
 are learned: the prompt (system/user turns, image tokens), a record's `given` start of the answer
 (train.records.GIVEN) and the padding are labelled -100.
 """

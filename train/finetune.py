@@ -24,8 +24,10 @@ os.environ.setdefault(
 import argparse  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
+import resource  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 from collections import Counter  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -61,6 +63,7 @@ from unimumer.tasks import prompt_task  # noqa: E402
 logger = logging.getLogger("train.finetune")
 TINY = "tiny"
 RECORD_NAME = TRAINING_RECORD
+STATUS_NAME = "status.json"
 
 
 @dataclass
@@ -75,7 +78,8 @@ class RunArguments:
 class ModelArguments:
     model: str = field(
         default="Qwen/Qwen2.5-VL-3B-Instruct",
-        metadata={"help": "base model: Hub id or folder; 'tiny' builds a random unimumer.tiny into OUT/base"},
+        metadata={"help": "base model: Hub id or folder; 'tiny' builds a random unimumer.tiny (Qwen2.5-VL), 'convmer' "
+                  "a random unimumer.convmer (the bundled model's design), into OUT/base"},
     )
     attn_implementation: str | None = field(
         default=None, metadata={"help": "attention kernel: sdpa, flash_attention_2, eager (default: transformers')"}
@@ -146,19 +150,33 @@ def load_config(path: str | Path, known: set[str]) -> dict:
 
 
 def base_model(model_args: ModelArguments, training_args: TrainingArguments) -> str:
-    """The model to start from; `tiny` is built once into OUT/base (main process first)."""
-    if model_args.model != TINY:
+    """The model to start from; `tiny` (a random unimumer.tiny Qwen2.5-VL) or `convmer` (a random
+    unimumer.convmer, the bundled model's design) is built once into OUT/base (main process first)."""
+    if model_args.model not in NEW_MODELS:
         return model_args.model
     base = Path(training_args.output_dir) / "base"
-    with training_args.main_process_first(desc="build unimumer.tiny"):
+    with training_args.main_process_first(desc=f"build a random {model_args.model}"):
         if not (base / "config.json").is_file():
-            from unimumer.tiny import build_tiny
-
             partial = base.with_name("base.partial")
             shutil.rmtree(partial, ignore_errors=True)
-            build_tiny(partial, seed=training_args.seed)
+            NEW_MODELS[model_args.model](partial, seed=training_args.seed)
             partial.rename(base)  # atomic: a killed build never looks finished
     return str(base)
+
+
+def _build_tiny(out: Path, seed: int) -> None:
+    from unimumer.tiny import build_tiny
+
+    build_tiny(out, seed=seed)
+
+
+def _build_convmer(out: Path, seed: int) -> None:
+    from unimumer.convmer.build import build_convmer
+
+    build_convmer(out, seed=seed)
+
+
+NEW_MODELS = {TINY: _build_tiny, "convmer": _build_convmer}
 
 
 def load_examples(data_args: DataArguments, seed: int) -> list:
@@ -233,6 +251,67 @@ class LearningCurveCallback(TrainerCallback):
                 out.write(json.dumps({"step": state.global_step, **entry}) + "\n")
 
 
+class StatusCallback(TrainerCallback):
+    """OUT/status.json, rewritten at every log and save: where the run is, for a person or a script.
+
+    {"state": "training" | "finished", "step", "max_steps", "epoch", "loss", "exprate", "checkpoint",
+    "wall_hours", "cpu_hours"}; the hours add up over resumed sessions (CPU time of this process and its
+    data workers).
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.status: dict = {}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        previous = {}
+        if self.path.is_file():
+            try:
+                previous = json.loads(self.path.read_text(encoding="utf-8"))
+            except ValueError:
+                pass
+        self.wall_before = previous.get("wall_hours", 0.0) if state.global_step else 0.0
+        self.cpu_before = previous.get("cpu_hours", 0.0) if state.global_step else 0.0
+        self.started = time.monotonic()
+        self.cpu_started = _cpu_seconds()
+        kept = ("loss", "exprate", "checkpoint") if state.global_step else ()
+        self.status = {key: previous[key] for key in kept if key in previous}
+        self._write(state, "training")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key in ("loss", "exprate"):
+            if logs and key in logs:
+                self.status[key] = logs[key]
+        self._write(state, "training")
+
+    def on_save(self, args, state, control, **kwargs):
+        self._write(state, "training", checkpoint=f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._write(state, "finished")
+
+    def _write(self, state, phase: str, checkpoint: str | None = None) -> None:
+        if not state.is_world_process_zero:
+            return
+        if checkpoint:
+            self.status["checkpoint"] = checkpoint
+        self.status.update(
+            state=phase, step=state.global_step, max_steps=state.max_steps, epoch=round(state.epoch or 0.0, 3),
+            wall_hours=round(self.wall_before + (time.monotonic() - self.started) / 3600, 5),
+            cpu_hours=round(self.cpu_before + (_cpu_seconds() - self.cpu_started) / 3600, 5),
+        )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.status, indent=2) + "\n", encoding="utf-8")
+        tmp.replace(self.path)
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (data workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 class ExpRateCallback(TrainerCallback):
     """Every `every` steps, greedy-decode `limit` held-out images and log ExpRate (main process only).
 
@@ -297,7 +376,7 @@ def discard_partial(found: list[Path], last: Path | None, training_args: Trainin
 def write_record(path: Path, examples: list, model_args, data_args, training_args) -> None:
     """What the model card needs later (train.push): base model, data files and their sizes, recipe."""
     record = {
-        "base_model": model_args.model if model_args.model != TINY else "unimumer.tiny (random init)",
+        "base_model": f"unimumer.{model_args.model} (random init)" if model_args.model in NEW_MODELS else model_args.model,
         "data": dict(Counter(e.source for e in examples)),
         "tasks": sorted({prompt_task(e.prompt) for e in examples} - {None}),
         "cutoff_len": data_args.cutoff_len,
@@ -378,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         train_dataset=dataset,
         data_collator=Collator(pad_token_id=processor.tokenizer.pad_token_id),
         processing_class=processor,
-        callbacks=[LearningCurveCallback(out / CURVE_NAME)],
+        callbacks=[LearningCurveCallback(out / CURVE_NAME), StatusCallback(out / STATUS_NAME)],
     )
     if data_args.exprate_steps and held_out:
         trainer.add_callback(
@@ -411,10 +490,10 @@ def rope_override(base: str, model_args: ModelArguments) -> dict:
 
 
 def log_parameters(model) -> None:
-    """Parameter counts of the vision tower, the merger and the language model (all trainable)."""
+    """Parameter counts of the vision tower (ConvMer: its image encoder), the merger and the language model."""
     groups = Counter()
     for name, param in model.named_parameters():
-        part = "merger" if "merger" in name else "vision" if "visual." in name else "language"
+        part = "merger" if "merger" in name else "vision" if "visual." in name or "encoder." in name else "language"
         groups[part, param.requires_grad] += param.numel()
     summary = ", ".join(
         f"{part} {n / 1e6:.2f} M{'' if trainable else ' (frozen)'}" for (part, trainable), n in sorted(groups.items())

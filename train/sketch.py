@@ -16,8 +16,8 @@ from PIL import Image
 
 from unimumer.ink import SKETCH_STROKE, Ink, render_sketch
 
-SYMBOL_SIZES = (28.0, 110.0)  # pixels, drawn log-uniformly: small careful writing to big mouse strokes
-PEN_SHARE = 0.25  # share of images drawn with smooth pen strokes instead of the brush
+SYMBOL_SIZES = (36.0, 110.0)  # pixels, drawn log-uniformly: careful writing to big mouse strokes
+PEN_SHARE = 0.4  # share of images drawn with smooth pen strokes (uploads, rendered ink) instead of the brush
 BRUSH_WIDTHS = (0.7 * SKETCH_STROKE, 1.2 * SKETCH_STROKE)
 PEN_WIDTHS = (0.03, 0.12)  # pen stroke width as a share of the symbol size
 

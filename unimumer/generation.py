@@ -1,13 +1,16 @@
 """Generation settings shared by the transformers and vLLM backends: token budgets, sampling, loop guard."""
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import torch
 from transformers import GenerationConfig, StoppingCriteria
 
+from unimumer.confidence import MAX_ALTERNATIVES
 from unimumer.decoding import MAX_NEW_TOKENS, SAMPLING
 
+READING_TASKS = ("vanilla", "tree", "count")  # the passes that read the image from scratch
 REPETITION_WARNING = "The model started repeating itself, so its output was cut short; the reading is unreliable."
 
 
@@ -23,6 +26,23 @@ class GenerationOptions:
     repetition_penalty: float | None = None
     no_repeat_ngram_size: int | None = None
     loop_guard: bool = True  # stop a sequence stuck repeating an n-gram (see RepetitionGuard)
+    # Readings per reading pass (vanilla, tree, count): beams when greedy, samples when sampling; the
+    # correction passes always give one.
+    alternatives: int = 1
+    token_scores: bool = False  # keep each generated token's probability (implied by alternatives > 1)
+    cancel: threading.Event | None = None  # once set, generation stops (the app's stale live runs)
+
+    def __post_init__(self):
+        if not isinstance(self.alternatives, int) or not 1 <= self.alternatives <= MAX_ALTERNATIVES:
+            raise ValueError(f"alternatives must be a whole number from 1 to {MAX_ALTERNATIVES}.")
+
+    def readings(self, task: str) -> int:
+        """How many readings the pass of `task` returns."""
+        return self.alternatives if task in READING_TASKS else 1
+
+    @property
+    def scored(self) -> bool:
+        return self.token_scores or self.alternatives > 1
 
     def budget(self, task: str) -> int:
         if isinstance(self.max_new_tokens, dict):
@@ -38,10 +58,14 @@ class GenerationOptions:
             extra["repetition_penalty"] = self.repetition_penalty
         if self.no_repeat_ngram_size:
             extra["no_repeat_ngram_size"] = self.no_repeat_ngram_size
+        readings = self.readings(task)
+        if self.scored:  # the raw logits give the model's own probabilities, before any sampling warper
+            extra.update(return_dict_in_generate=True, output_logits=True)
         return GenerationConfig(
             max_new_tokens=self.budget(task),
             do_sample=self.do_sample,
-            num_beams=1,
+            num_beams=1 if self.do_sample else readings,
+            num_return_sequences=readings,
             eos_token_id=eos_token_id,
             pad_token_id=pad_token_id,
             **extra,
@@ -69,6 +93,16 @@ class RepetitionGuard(StoppingCriteria):
 
     def __call__(self, input_ids: torch.LongTensor, scores=None, **kwargs) -> torch.BoolTensor:
         return periodic_tail(input_ids[:, self.prompt_length :])
+
+
+class Cancelled(StoppingCriteria):
+    """Stops every row once `event` is set."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids: torch.LongTensor, scores=None, **kwargs) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 def looped(token_ids: list[int]) -> bool:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageChops, ImageFilter, ImageOps, UnidentifiedImageError
 
+INK_SUFFIXES = {".inkml"}  # online handwriting files, drawn by `ink_image`
 DEFAULT_MAX_PIXELS = 512 * 512  # the training resolution: area cap of the model input (image_max_pixels)
 MAX_INPUT_PIXELS = 40_000_000  # larger inputs are refused before their pixels are decoded
 MAX_ASPECT = 100  # Qwen refuses aspect ratios over 200; padding keeps a cropped sketch well below
@@ -221,7 +222,7 @@ def _load_any(source, limit: int) -> Image.Image:
             raise ImageError(f"{what} does not exist." if not path.exists() else f"{what} is not a file.")
         if path.stat().st_size == 0:
             raise ImageError(f"{what} is empty.")
-        image = _open(path, what, limit)
+        image = ink_image(path) if path.suffix.lower() in INK_SUFFIXES else _open(path, what, limit)
     else:
         raise ImageError(f"Cannot read an image from a {type(source).__name__}.")
     _check_size(image, limit)
@@ -231,6 +232,18 @@ def _load_any(source, limit: int) -> Image.Image:
     except Exception:  # a corrupt EXIF block is no reason to refuse the picture
         pass
     return image
+
+
+def ink_image(path) -> Image.Image:
+    """An InkML file drawn as a model input: the one place where online ink becomes pixels for recognition
+    (`Recognizer.recognize`, `predict`, the app), so which renderer a model gets is decided here. ImageError
+    with one sentence for unreadable or malformed InkML."""
+    from unimumer.ink import InkError, parse_inkml, render_ink
+
+    try:
+        return render_ink(parse_inkml(path))
+    except InkError as error:
+        raise ImageError(str(error)) from None
 
 
 def load_image(source, pixel_limit: int = MAX_INPUT_PIXELS) -> Image.Image:

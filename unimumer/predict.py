@@ -1,7 +1,8 @@
 """Recognise handwritten-math images and write a predictions JSON.
 
-Inputs are image files or folders (searched recursively for .png .jpg .jpeg .bmp .gif .tif .tiff
-.webp). The output is a JSON list with one record per input:
+Inputs are image or InkML files, or folders (searched recursively for .png .jpg .jpeg .bmp .gif .tif
+.tiff .webp .inkml; an InkML file's ink is drawn as an image, as `Recognizer.recognize` does). The
+output is a JSON list with one record per input:
 
   {"img_id": file stem, "image_path", "mode", "pred": LaTeX, "structured", "visual_tokens", "seconds",
    "tree" / "counts" / "candidate" / "marked" / "log" (the mode's extras), "warnings",
@@ -31,7 +32,7 @@ from unimumer.decoding import DECODING, decoding_options
 from unimumer.hub import DEFAULT_MODEL, ZOO
 from unimumer.images import DEFAULT_MAX_PIXELS
 
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".inkml"}
 MODES_HELP = "vanilla, tree, count or correct; combine with + (e.g. tree+count+correct)"
 EXTRAS = ("tree", "counts", "candidate", "marked", "log")
 
@@ -41,7 +42,7 @@ class UsageError(ValueError):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image or .inkml files, or folders of them")
     parser.add_argument(
         "--model",
         help=f"checkpoint folder, Hugging Face Hub id, 'bundled' or a short name of the released models "

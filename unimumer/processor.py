@@ -17,6 +17,8 @@ from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 from transformers.processing_utils import ProcessorMixin
 
+import unimumer.convmer  # noqa: F401  (registers the bundled model's classes with the Auto classes)
+
 DEFAULT_PROCESSOR = "Qwen2_5_VLProcessor"
 
 

@@ -22,17 +22,30 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForImageTextToText, StoppingCriteriaList
 
+from unimumer.confidence import Reading, decode_pieces, latex_confidence, sequence_score
 from unimumer.generation import (
-    REPETITION_WARNING, GenerationOptions, RepetitionGuard, chat_prompt, image_size, looped, visual_token_count,
+    REPETITION_WARNING, Cancelled, GenerationOptions, RepetitionGuard, chat_prompt, image_size, looped,
+    visual_token_count,
 )
 from unimumer.hub import ModelLoadError, download, resolve_model, trained_on_crops
 from unimumer.images import DEFAULT_MAX_PIXELS, ImageError, is_sketch, prepare_image
 from unimumer.processor import load_processor
-from unimumer.tasks import DELETED, ERROR_START, consistency_warnings, human_prompt, parse_output
+from unimumer.tasks import DELETED, ERROR_START, CorrectionError, consistency_warnings, human_prompt, parse_output
+from unimumer.tasks.edl import TAGS, marked_places
 
 MODES = ("vanilla", "tree", "count", "correct")
 READINGS = ("tree", "count", "vanilla")  # which first reading `correct` starts from, in order of preference
 KEEP_CANDIDATE_WARNING = "The correction pass gave no usable answer, so the first reading is kept."
+NOTHING_MARKED = "Mark the wrong part of the reading first (with <error_start> <error_end> or <deleted>)."
+
+
+@dataclass
+class Alternative:
+    """One of the top readings (`alternatives=k`), best first."""
+
+    latex: str
+    score: float  # geometric-mean probability of the reading's tokens, by the model itself (0 to 1)
+    confidence: list[tuple[str, float]] | None = None  # (LaTeX token, probability), as in RecognitionResult
 
 
 @dataclass
@@ -53,11 +66,20 @@ class RecognitionResult:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per pass (its share of a batch)
     raw: dict[str, str] = field(default_factory=dict)  # model output per pass
     error: str | None = None  # set instead of raising by recognize_batch(raise_errors=False)
+    # With token_scores (or alternatives > 1): each token of `latex` with the probability of its least
+    # likely model token; None when it was not asked for.
+    confidence: list[tuple[str, float]] | None = None
+    alternatives: list[Alternative] | None = None  # alternatives > 1: the first pass's top readings, best first
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
         if self.counts is not None:
             out["counts"] = [[token, n] for token, n in self.counts]
+        if self.confidence is not None:
+            out["confidence"] = [[token, p] for token, p in self.confidence]
+        for alternative in out["alternatives"] or []:
+            if alternative["confidence"] is not None:
+                alternative["confidence"] = [[token, p] for token, p in alternative["confidence"]]
         return out
 
 
@@ -102,6 +124,7 @@ class _Pass:
     seconds: float
     visual_tokens: int
     looped: bool
+    readings: list[Reading] = field(default_factory=list)  # with scores: every reading, best first
 
 
 def min_pixels(processor) -> int:
@@ -259,8 +282,10 @@ class Recognizer:
         results = [RecognitionResult(latex="", mode=name) for _ in images]
         readings = [m for m in READINGS if m in modes] or ["vanilla"]
         parsed: dict[str, list] = {}
+        passes_of: dict[str, list[_Pass]] = {}
         for task in readings:
             passes = self._run(task, images, [human_prompt(task)] * len(images), settings, batch_size)
+            passes_of[task] = passes
             parsed[task] = [parse_output(task, p.text) for p in passes]
             for result, p, out in zip(results, passes, parsed[task]):
                 self._record(result, task, p)
@@ -271,14 +296,29 @@ class Recognizer:
                 elif task == "count":
                     result.counts = out.counts
         for i, result in enumerate(results):
-            runs = [parsed[task][i] for task in readings]
-            first = next((out for out in runs if out.structured), runs[0])
+            runs = [(task, parsed[task][i]) for task in readings]
+            task, first = next(((task, out) for task, out in runs if out.structured), runs[0])
             result.latex, result.structured = first.latex, first.structured
+            if settings.scored:
+                self._score(result, task, passes_of[task][i], settings)
         if "correct" in modes:
             self._correct(images, results, settings, batch_size)
         for result in results:
             result.warnings = list(dict.fromkeys(result.warnings))
         return results
+
+    @staticmethod
+    def _score(result: RecognitionResult, task: str, p: _Pass, settings) -> None:
+        """The confidence of the result's LaTeX, and its alternatives, from the pass that wrote it."""
+        best = p.readings[0] if p.readings else None
+        result.confidence = latex_confidence(best.pieces, result.latex) if best else None
+        if settings.readings(task) > 1:
+            alternatives = []
+            for reading in p.readings:
+                latex = parse_output(task, reading.text).latex
+                if latex and all(latex != a.latex for a in alternatives):
+                    alternatives.append(Alternative(latex, reading.score, latex_confidence(reading.pieces, latex)))
+            result.alternatives = alternatives
 
     def _correct(self, images, results, settings, batch_size) -> None:
         """error_find on each first reading, then error_fix where something was marked."""
@@ -288,18 +328,47 @@ class Recognizer:
             result.candidate = result.latex
             result.marked = parse_output("error_find", p.text).marked
         todo = [i for i, r in enumerate(results) if _has_marks(r.marked)]
-        prompts = [human_prompt("error_fix", marked=results[i].marked) for i in todo]
-        passes = self._run("error_fix", [images[i] for i in todo], prompts, settings, batch_size)
-        for i, p in zip(todo, passes):
-            result = results[i]
+        self._fix([images[i] for i in todo], [results[i] for i in todo], settings, batch_size)
+
+    def _fix(self, images, results, settings, batch_size) -> None:
+        """error_fix on each result's `marked` formula; the corrected LaTeX replaces `latex` when usable."""
+        prompts = [human_prompt("error_fix", marked=r.marked) for r in results]
+        for result, p in zip(results, self._run("error_fix", images, prompts, settings, batch_size)):
             self._record(result, "error_fix", p)
             fixed = parse_output("error_fix", p.text, marked=result.marked)
             result.log = fixed.operations
             result.warnings.extend(consistency_warnings(fixed))
             if fixed.structured and fixed.latex.strip():
                 result.latex, result.structured = fixed.latex, True
+                if settings.scored:
+                    self._score(result, "error_fix", p, settings)
             else:
                 result.warnings.append(KEEP_CANDIDATE_WARNING)
+
+    def fix(self, image, marked: str, crop: bool | None = None, **options) -> RecognitionResult:
+        """Correct a reading whose wrong places are marked (Uni-MuMER's error_fix pass, as the `correct`
+        mode runs it after error_find): `marked` is the reading with `<error_start> … <error_end>` around
+        wrong tokens and `<deleted>` where something is missing (`unimumer.tasks.edl.mark_tokens` writes
+        them from token spans). `candidate` is the reading, `log` the model's operations; when the model
+        gives no usable correction the reading is kept with a warning. ValueError (one sentence) when
+        nothing is marked or the tags do not pair up; ImageError as in `recognize`."""
+        marked = " ".join((marked or "").split())
+        try:
+            marked_places(marked)
+        except CorrectionError as error:
+            raise ValueError(str(error)) from None
+        if not _has_marks(marked):
+            raise ValueError(NOTHING_MARKED)
+        settings = GenerationOptions(**options)
+        start = time.perf_counter()
+        prepared = self.prepare(image, crop)
+        candidate = " ".join(tok for tok in marked.split() if tok not in TAGS)
+        result = RecognitionResult(latex=candidate, mode="fix", marked=marked, candidate=candidate)
+        result.seconds = time.perf_counter() - start
+        self._fix([prepared], [result], settings, 1)
+        result.seconds = round(result.seconds, 4)
+        result.warnings = list(dict.fromkeys(result.warnings))
+        return result
 
     @staticmethod
     def _record(result: RecognitionResult, task: str, p: _Pass) -> None:
@@ -334,19 +403,46 @@ class Recognizer:
         inputs = inputs.to(self.model.device)
         prompt_length = inputs["input_ids"].shape[1]
         criteria = StoppingCriteriaList([RepetitionGuard(prompt_length)] if settings.loop_guard else [])
+        if settings.cancel is not None:
+            criteria.append(Cancelled(settings.cancel))
         with torch.inference_mode():
             output = self.model.generate(
                 **inputs,  # includes mm_token_type_ids: without it M-RoPE silently degrades to 1-D positions
                 generation_config=settings.config(task, self.eos_token_ids, self.pad_token_id),
                 stopping_criteria=criteria,
             )
+            sequences = output.sequences if settings.scored else output
+            logprobs = None
+            if settings.scored:  # per generated position; beams are followed back through beam_indices
+                logprobs = self.model.compute_transition_scores(
+                    sequences, output.logits, getattr(output, "beam_indices", None), normalize_logits=True
+                ).float().tolist()
         merge = self.processor.image_processor.merge_size ** 2
         tokens = [int(t * h * w) // merge for t, h, w in inputs["image_grid_thw"].tolist()]
         share = (time.perf_counter() - start) / len(images)
+        rows = sequences[:, prompt_length:].tolist()
+        k = len(rows) // len(images)  # the readings of image i are rows i*k ... i*k + k - 1
         passes = []
-        for row, visual in zip(output[:, prompt_length:].tolist(), tokens):
-            ends = [k for k, t in enumerate(row) if t in self.eos_token_ids]
-            ids = row[: ends[0]] if ends else row
-            text = self.processor.tokenizer.decode(ids, skip_special_tokens=True)
-            passes.append(_Pass(text.strip(), share, visual, looped=not ends and looped(ids)))
+        for i, visual in enumerate(tokens):
+            decoded = [self._decoded(rows[j], None if logprobs is None else logprobs[j])
+                       for j in range(i * k, i * k + k)]
+            if logprobs is not None:
+                decoded.sort(key=lambda d: -d[0].score)
+            best, ids, ended = decoded[0]
+            readings = []  # best first, each text once (samples repeat)
+            for reading, _, _ in decoded if logprobs is not None else []:
+                if all(reading.text != kept.text for kept in readings):
+                    readings.append(reading)
+            passes.append(_Pass(best.text, share, visual, looped=not ended and looped(ids), readings=readings))
         return passes
+
+    def _decoded(self, row: list[int], logprobs: list[float] | None) -> tuple[Reading, list[int], bool]:
+        """(the reading, its token ids without the end token, whether it ended) of one generated row."""
+        ends = [k for k, t in enumerate(row) if t in self.eos_token_ids]
+        ids = row[: ends[0]] if ends else row
+        text = self.processor.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        if logprobs is None:
+            return Reading(text), ids, bool(ends)
+        scored = logprobs[: len(ids) + bool(ends)]  # the end token's probability counts in the score
+        pieces = decode_pieces(self.processor.tokenizer, ids, scored[: len(ids)])
+        return Reading(text, pieces, round(sequence_score(scored), 4)), ids, bool(ends)

@@ -7,8 +7,10 @@ requests are submitted at once).
 """
 from __future__ import annotations
 
+import math
 import time
 
+from unimumer.confidence import Reading, sequence_score
 from unimumer.generation import GenerationOptions, chat_prompt, image_size, looped, visual_token_count
 from unimumer.hub import ModelLoadError, download, resolve_model
 from unimumer.processor import load_processor
@@ -48,6 +50,10 @@ def sampling_kwargs(settings: GenerationOptions, task: str, stop_token_ids: list
     }
     if settings.do_sample:
         kwargs.update(top_p=settings.top_p, top_k=settings.top_k)
+    if settings.scored:  # logprobs=0: the chosen token's own log-probability only
+        kwargs.update(logprobs=0, n=settings.readings(task))
+        if kwargs["n"] > 1 and not settings.do_sample:
+            raise ValueError("The vLLM backend gives alternatives only when sampling; use the transformers backend.")
     return kwargs
 
 
@@ -109,7 +115,17 @@ class VllmRecognizer(Recognizer):
         share = (time.perf_counter() - start) / max(1, len(images))
         passes = []
         for image, output in zip(images, outputs):
+            readings = sorted((_reading(c) for c in output.outputs), key=lambda r: -r.score) if settings.scored else []
             completion = output.outputs[0]
             cut = completion.finish_reason == "length" and looped(list(completion.token_ids))
-            passes.append(_Pass(completion.text.strip(), share, self.visual_tokens(image), cut))
+            text = readings[0].text if readings else completion.text.strip()
+            passes.append(_Pass(text, share, self.visual_tokens(image), cut, readings=readings))
         return passes
+
+
+def _reading(completion) -> Reading:
+    """A vLLM completion with per-token log-probabilities (logprobs=0) as a scored Reading."""
+    chosen = [step[token] for step, token in zip(completion.logprobs, completion.token_ids)]
+    logprobs = [entry.logprob for entry in chosen]
+    pieces = [(entry.decoded_token or "", math.exp(entry.logprob)) for entry in chosen]
+    return Reading(completion.text.strip(), pieces, round(sequence_score(logprobs), 4))

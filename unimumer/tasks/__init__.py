@@ -3,7 +3,9 @@
 Pure Python, no torch: `from unimumer.tasks import tree_target, parse_output, ...`.
 """
 from unimumer.tasks.count import count_symbols, count_target
-from unimumer.tasks.edl import DELETED, ERROR_END, ERROR_START, apply_corrections, correction_log, mark_errors
+from unimumer.tasks.edl import (
+    DELETED, ERROR_END, ERROR_START, apply_corrections, correction_log, mark_errors, mark_tokens,
+)
 from unimumer.tasks.errors import CorrectionError, MalformedLatexError, MalformedTreeError
 from unimumer.tasks.parse import ParsedOutput, consistency_warnings, parse_output
 from unimumer.tasks.prompts import PREAMBLE, PROMPTS, TASKS, human_prompt, prompt_task, task_target
@@ -14,6 +16,6 @@ __all__ = [
     "MalformedLatexError", "MalformedTreeError", "CorrectionError",
     "tree_text", "tree_target", "tree_to_latex",
     "count_symbols", "count_target",
-    "ERROR_START", "ERROR_END", "DELETED", "mark_errors", "correction_log", "apply_corrections",
+    "ERROR_START", "ERROR_END", "DELETED", "mark_errors", "mark_tokens", "correction_log", "apply_corrections",
     "ParsedOutput", "parse_output", "consistency_warnings",
 ]

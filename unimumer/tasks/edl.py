@@ -171,3 +171,46 @@ def apply_corrections(marked: str, operations: str | list[str]) -> str:
     if used != len(lines):
         raise CorrectionError(f"The log has {len(lines)} operations but the formula has only {used} marked places.")
     return " ".join(out)
+
+
+BLANK_READING = "There is no reading to fix; recognise an expression first."
+EMPTY_SELECTION = "Select the wrong part of the LaTeX first (or the place where something is missing)."
+
+
+def mark_tokens(latex: str, spans) -> str:
+    """Write error marks into a reading from token spans, as a person points at its errors.
+
+    Each (start, end) span of token indices (end exclusive) is a wrong part: `<error_start> … <error_end>`;
+    an empty span (start == end) is a missing part: `<deleted>` before token `start` (at the end when start
+    is the token count). Overlapping or touching spans merge into one marked place, as error_find writes
+    them. CorrectionError (one sentence) for a blank reading, no spans, or a span outside the reading.
+    """
+    tokens = _tokens(latex or "", "reading")
+    if not tokens:
+        raise CorrectionError(BLANK_READING)
+    places: list[list[int]] = []
+    for span in sorted(_checked_span(span, len(tokens)) for span in spans or []):
+        if places and span[0] <= places[-1][1] and (span[0] < span[1] or places[-1][0] < places[-1][1]):
+            places[-1][1] = max(places[-1][1], span[1])  # overlapping, touching, or a gap next to an error
+        elif not places or span != tuple(places[-1]):
+            places.append(list(span))
+    if not places:
+        raise CorrectionError(EMPTY_SELECTION)
+    out: list[str] = []
+    position = 0
+    for start, end in places:
+        out.extend(tokens[position:start])
+        out.extend([ERROR_START, *tokens[start:end], ERROR_END] if end > start else [DELETED])
+        position = end
+    return " ".join(out + tokens[position:])
+
+
+def _checked_span(span, count: int) -> tuple[int, int]:
+    try:
+        start, end = (int(v) for v in span)
+    except (TypeError, ValueError):
+        raise CorrectionError(f"A marked span must be two token positions [start, end], not {span!r}.") from None
+    if not 0 <= start <= end <= count:
+        tokens = f"{count} token{'s' * (count != 1)}"
+        raise CorrectionError(f"The span [{start}, {end}] is outside the reading, which has {tokens}.")
+    return start, end
