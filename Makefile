@@ -21,8 +21,10 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(PY)
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@ $(VENV)/.app-installed
 
-# Chromium for the browser tests and handwriting fonts for train.synth (Debian packages).
-DEBIAN_PACKAGES := chromium fonts-dkg-handwriting fonts-breip fonts-klee fonts-comic-neue
+# Chromium for the browser tests, handwriting fonts for train.synth, and TeX Live + Ghostscript for
+# `evaluate --cdm` (Debian packages).
+DEBIAN_PACKAGES := chromium fonts-dkg-handwriting fonts-breip fonts-klee fonts-comic-neue \
+                   texlive-latex-base texlive-latex-recommended ghostscript
 system-deps:
 	@missing=""; \
 	for pkg in $(DEBIAN_PACKAGES); do dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
@@ -31,7 +33,7 @@ system-deps:
 	    echo "Installing Debian packages:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "Note: install$$missing (apt-get) for the browser tests and synthetic handwriting."; \
+	    echo "Note: install$$missing (apt-get) for the browser tests, synthetic handwriting and CDM."; \
 	  fi; \
 	fi
 

@@ -105,6 +105,15 @@ def test_every_mode_and_the_cli(convmer_dir, recognizer, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)[0]["visual_tokens"] > 0
 
 
+def test_bfloat16_weights_read_as_float32_ones_do(convmer_dir):
+    # bfloat16 is the default dtype on CUDA: every code the model computes must follow the weights' dtype.
+    full = Recognizer.from_pretrained(str(convmer_dir), dtype=torch.float32)
+    half = Recognizer.from_pretrained(str(convmer_dir), dtype=torch.bfloat16)
+    assert half.model.dtype == torch.bfloat16
+    result = half.recognize(drawing(), max_new_tokens=4)
+    assert result.error is None and result.visual_tokens == full.recognize(drawing(), max_new_tokens=4).visual_tokens
+
+
 def test_missing_image_is_one_clear_error(recognizer):
     with pytest.raises(ValueError, match="ConvMer needs the image"):
         recognizer.model(input_ids=torch.tensor([[1, 2, 3]]))

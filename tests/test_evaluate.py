@@ -1,5 +1,6 @@
 """train.evaluate: predictions on a built test set that `python -m unimumer evaluate` scores; resumable."""
 import json
+import shutil
 
 import pytest
 
@@ -59,3 +60,13 @@ def test_on_a_built_crohme_test_set(tmp_path, tiny_model_dir, capsys):
                           "--max-new-tokens", "4"]) == 0
     metrics = scored(capsys, out)
     assert metrics["n"] == 5 and 0 <= metrics["exprate"] <= 100
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None or shutil.which("gs") is None, reason="no TeX Live / Ghostscript")
+def test_cdm_is_printed_with_the_metrics(tmp_path, tiny_model_dir, capsys, monkeypatch):
+    monkeypatch.setenv("UNIMUMER_CDM_CACHE", str(tmp_path / "cache"))
+    data = build_synthetic(tmp_path / "test", n=2)
+    assert evaluate.main(["--model", str(tiny_model_dir), "--data", str(data), "--out", str(tmp_path / "p.json"),
+                          "--max-new-tokens", "4", "--cdm"]) == 0
+    table = capsys.readouterr().out
+    assert "CDM F1" in table and "ExpRate@CDM" in table

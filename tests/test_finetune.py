@@ -2,6 +2,7 @@
 config layering, a real (tiny) full fine-tune, resume, and the kill/resume acceptance run on CROHME."""
 import dataclasses
 import json
+import math
 import os
 import random
 import signal
@@ -271,7 +272,7 @@ def test_model_tiny_is_built_once_into_output_base(tmp_path):
 # ---- training ------------------------------------------------------------------------------------------
 
 
-def test_full_finetune_trains_every_part_saves_and_resumes_weights(data_dir, tiny_model_dir, tmp_path):
+def test_full_finetune_trains_every_part_saves_and_resumes_weights(data_dir, tiny_model_dir, tmp_path, monkeypatch):
     from safetensors.torch import load_file
     from transformers import AutoModelForImageTextToText
 
@@ -320,10 +321,25 @@ def test_full_finetune_trains_every_part_saves_and_resumes_weights(data_dir, tin
         run_finetune(*common, "--max_steps", 8)
     status = json.loads((out / finetune.STATUS_NAME).read_text())
     assert status["state"] == "finished" and status["step"] == 6 and status["checkpoint"] == "checkpoint-6"
-    assert run_finetune(*common, "--max_steps", 8, "--resume") == 0
-    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 8
+
+    # A run that dies says so in its status file, and a resume clears it.
+    with monkeypatch.context() as patch:
+        patch.setattr(finetune.UniMuMERTrainer, "training_step", lambda *a, **k: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            run_finetune(*common, "--max_steps", 8, "--resume")
+    died = json.loads((out / finetune.STATUS_NAME).read_text())
+    assert died["state"] == "stopped" and died["error"] == "ZeroDivisionError: division by zero"
+    assert died["checkpoint"] == "checkpoint-6"
+    assert run_finetune(*common, "--max_steps", 10, "--resume", "--learning_rate", 1e-3) == 0
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 10
+    curve = [json.loads(line) for line in (out / "learning_curve.jsonl").read_text().splitlines()]
+    rate = next(c["learning_rate"] for c in curve if c["step"] == 8 and "learning_rate" in c)
+    # The resumed cosine peaks at the new --learning_rate (1 warm-up step of 10), not the saved 2e-3
+    # (the rate logged at step 8 is the one step 8 was taken with: the schedule at 7).
+    assert rate == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * (7 - 1) / 9)), rel=1e-3)
     resumed = json.loads((out / finetune.STATUS_NAME).read_text())
-    assert resumed["step"] == 8 and resumed["cpu_hours"] > status["cpu_hours"] > 0  # hours add up over sessions
+    assert resumed["step"] == 10 and resumed["cpu_hours"] > status["cpu_hours"] > 0  # hours add up over sessions
+    assert resumed["state"] == "finished" and "error" not in resumed
 
 
 def test_rope_theta_and_image_area_are_trained_with_and_saved(data_dir, tiny_model_dir, tmp_path):

@@ -1,6 +1,7 @@
 """train.push: the publishable folder (safetensors, processor, model card front matter and prose) that
 unimumer loads and predicts with; the upload's no-token path; the token never printed."""
 import json
+import shutil
 
 import pytest
 import yaml
@@ -35,7 +36,8 @@ def test_dry_run_folder_is_a_model_unimumer_predicts_with(run_dir, tmp_path, cap
     preds.write_text(json.dumps([{"gt": "a + b", "pred": "a + b"}, {"gt": "x", "pred": "y"}]))
     metrics = tmp_path / "crohme2016_metrics.json"
     metrics.write_text(json.dumps({"n": 4, "exprate": 75.0, "le1": 100.0, "le2": 100.0, "le3": 100.0,
-                                   "edit_score": 90.0, "bleu4": 80.0, "cer": 0.1}))
+                                   "edit_score": 90.0, "bleu4": 80.0, "cer": 0.1, "cdm_f1": 0.96687,
+                                   "exprate_cdm": 85.6998}))
     out = tmp_path / "publish"
     assert push.main(["--checkpoint", str(run_dir), "--repo-id", "someone/uni-mumer-tiny", "--dry-run",
                       "--out", str(out), "--base-model", "Qwen/Qwen2.5-VL-3B-Instruct",
@@ -57,6 +59,8 @@ def test_dry_run_folder_is_a_model_unimumer_predicts_with(run_dir, tmp_path, cap
     assert [r["dataset"]["name"] for r in results] == ["crohme2014", "c16"]
     exprates = [next(m["value"] for m in r["metrics"] if m["type"] == "exprate") for r in results]
     assert exprates == [50.0, 75.0]  # the predictions file was scored, the metrics file read
+    cdm = {m["type"]: m["value"] for m in results[1]["metrics"] if "cdm" in m["type"]}
+    assert cdm == {"cdm_f1": 0.9669, "exprate_cdm": 85.7}  # `evaluate --json --cdm` output carried, F1 as a fraction
     headings = ("## Tasks and prompts", "## Training", "### Training data and licences", "## Evaluation", "## Usage")
     assert all(heading in prose for heading in headings)
     assert "Please generate the abstract syntax tree (AST)" in prose and "Not trained: error_find, error_fix" in prose
@@ -117,3 +121,13 @@ def test_bad_inputs_are_one_sentence(run_dir, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert push.main(["--checkpoint", str(tmp_path), "--repo-id", "a/b", *out]) == 1
     assert "not a model folder" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None or shutil.which("gs") is None, reason="no TeX Live / Ghostscript")
+def test_cdm_of_a_predictions_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNIMUMER_CDM_CACHE", str(tmp_path / "cache"))
+    preds = tmp_path / "crohme2019_pred.json"
+    preds.write_text(json.dumps([{"gt": "x ^ { 2 }", "pred": "x ^ { 2 }"}, {"gt": "a + b", "pred": "a - b"}]))
+    name, metrics = push.load_metrics(str(preds), cdm=True)
+    assert name == "crohme2019" and metrics["exprate_cdm"] == 50.0 and metrics["cdm_f1"] == pytest.approx(5 / 6)
+    assert "cdm_f1" not in push.load_metrics(str(preds))[1]

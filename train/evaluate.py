@@ -7,7 +7,8 @@
 JSONL file of ShareGPT records (the ground truth is the last line of each target, so any task's file
 works). Predictions are written as a JSON list of {img_id, image_path, gt, pred, mode, model, ...},
 saved after every chunk; running the same command again skips the images already in --out. The
-metrics printed are those of `python -m unimumer evaluate PRED.json`, which scores the file the same way.
+metrics printed are those of `python -m unimumer evaluate PRED.json`, which scores the file the same way;
+--cdm adds CDM F1 and ExpRate@CDM, as `evaluate --cdm` does (needs pdflatex and gs).
 Without --model, unimumer's default model is used ($UNIMUMER_MODEL, else unimumer.hub.DEFAULT_MODEL).
 """
 from __future__ import annotations
@@ -34,6 +35,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mode", default="vanilla",
                         help="vanilla, tree, count or correct, combined with + (default vanilla)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per generate call (default 8)")
+    parser.add_argument("--cdm", action="store_true",
+                        help="also print CDM F1 and ExpRate@CDM (UniMERNet's visual metric; needs pdflatex and gs)")
     add_decoding_arguments(parser)
     parser.add_argument("--sketch", action="store_true",
                         help="crop each image to its ink first, as sketches are (default: whole, like uploads, "
@@ -72,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     from unimumer.hub import ModelLoadError
-    from unimumer.metrics import format_table, score
+    from unimumer.cdm import RendererMissing
+    from unimumer.metrics import add_cdm, format_table, score
     from unimumer.predict import finished_records
     from unimumer.recognizer import Recognizer, normalize_modes
 
@@ -110,7 +114,13 @@ def main(argv: list[str] | None = None) -> int:
             bar.update(len(part))
     ordered = [records[item["image_path"]] for item in items]
     write_json(args.out, ordered)
-    print(format_table(str(args.out), score(ordered)))
+    metrics = score(ordered)
+    if args.cdm:
+        try:
+            metrics = add_cdm(metrics, ordered)
+        except RendererMissing as error:
+            print(f"error: {error}", file=sys.stderr)
+    print(format_table(str(args.out), metrics))
     failed = sum("error" in r for r in ordered)
     if failed:
         print(f"{failed} images could not be read (see their error field); they count as wrong.", file=sys.stderr)

@@ -226,6 +226,23 @@ class UniMuMERTrainer(Trainer):
         saved = type(self.model).from_pretrained(resume_from_checkpoint, dtype=self.model.dtype)
         self.model.load_state_dict(saved.state_dict())  # strict: a mismatch is an error, not a warning
 
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        """Resume the optimizer and schedule, at this run's --learning_rate.
+
+        The saved schedule carries the first session's peak rate (its base_lrs), which would silently
+        override a --learning_rate given on resume; the schedule's shape follows this run's max_steps.
+        """
+        super()._load_optimizer_and_scheduler(checkpoint)
+        scheduler = getattr(self.lr_scheduler, "base_lrs", None)
+        if checkpoint is None or scheduler is None or self.is_deepspeed_enabled:
+            return
+        if any(abs(rate - self.args.learning_rate) > 1e-12 for rate in scheduler):
+            logger.info("Resuming at learning rate %g (the checkpoint's schedule peaked at %g).",
+                        self.args.learning_rate, scheduler[0])
+            self.lr_scheduler.base_lrs = [self.args.learning_rate] * len(scheduler)
+            for group in self.optimizer.param_groups:
+                group["initial_lr"] = self.args.learning_rate
+
 
 class LearningCurveCallback(TrainerCallback):
     """Appends {step, loss, learning_rate, ...} and ExpRate results to OUT/learning_curve.jsonl."""
@@ -254,9 +271,10 @@ class LearningCurveCallback(TrainerCallback):
 class StatusCallback(TrainerCallback):
     """OUT/status.json, rewritten at every log and save: where the run is, for a person or a script.
 
-    {"state": "training" | "finished", "step", "max_steps", "epoch", "loss", "exprate", "checkpoint",
-    "wall_hours", "cpu_hours"}; the hours add up over resumed sessions (CPU time of this process and its
-    data workers).
+    {"state": "training" | "finished" | "stopped", "step", "max_steps", "epoch", "loss", "exprate",
+    "checkpoint", "wall_hours", "cpu_hours", and "error" when stopped}; the hours add up over resumed sessions
+    (CPU time of this process and its data workers). "stopped": the run ended early (an error, Ctrl-C);
+    `--resume` continues from "checkpoint".
     """
 
     def __init__(self, path: Path):
@@ -275,7 +293,7 @@ class StatusCallback(TrainerCallback):
         self.started = time.monotonic()
         self.cpu_started = _cpu_seconds()
         kept = ("loss", "exprate", "checkpoint") if state.global_step else ()
-        self.status = {key: previous[key] for key in kept if key in previous}
+        self.status = {key: previous[key] for key in kept if key in previous}  # no stale "error"
         self._write(state, "training")
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -289,6 +307,11 @@ class StatusCallback(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self._write(state, "finished")
+
+    def stopped(self, state, error: BaseException) -> None:
+        """Record that the run ended before max_steps, and why (one line)."""
+        self.status["error"] = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+        self._write(state, "stopped")
 
     def _write(self, state, phase: str, checkpoint: str | None = None) -> None:
         if not state.is_world_process_zero:
@@ -451,13 +474,14 @@ def main(argv: list[str] | None = None) -> int:
         training_args.train_batch_size, training_args.gradient_accumulation_steps, training_args.world_size,
     )
     training_args.remove_unused_columns = False  # the collator's pixel/grid/mm-type columns are all needed
+    status = StatusCallback(out / STATUS_NAME)
     trainer = UniMuMERTrainer(
         model=model,
         args=training_args,
         train_dataset=dataset,
         data_collator=Collator(pad_token_id=processor.tokenizer.pad_token_id),
         processing_class=processor,
-        callbacks=[LearningCurveCallback(out / CURVE_NAME), StatusCallback(out / STATUS_NAME)],
+        callbacks=[LearningCurveCallback(out / CURVE_NAME), status],
     )
     if data_args.exprate_steps and held_out:
         trainer.add_callback(
@@ -468,7 +492,12 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         write_record(out / RECORD_NAME, examples, model_args, data_args, training_args)
 
-    trainer.train(resume_from_checkpoint=str(last) if last else None)
+    try:
+        trainer.train(resume_from_checkpoint=str(last) if last else None)
+    except BaseException as error:  # an error or Ctrl-C: say so in status.json, then fail as usual
+        if status.status:
+            status.stopped(trainer.state, error)
+        raise
     trainer.save_model(str(out))  # weights, config, generation config and the processor
     trainer.save_state()
     if trainer.is_world_process_zero():

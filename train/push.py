@@ -8,7 +8,7 @@ The folder holds model.safetensors (or shards), config.json, generation_config.j
 exists) and README.md: YAML front matter (base_model, library_name, pipeline_tag, license, datasets,
 tags, model-index from --metrics) and prose (tasks and exact prompts, training data and licences,
 usage with unimumer). --metrics takes `python -m unimumer evaluate --json` outputs or prediction
-files (scored here), each optionally named NAME=FILE. --dry-run only writes the folder (--out).
+files (scored here; with --cdm their CDM F1 and ExpRate@CDM too), each optionally named NAME=FILE. --dry-run only writes the folder (--out).
 Without it the folder is uploaded (create_repo + upload_folder); the token comes from `hf auth login`
 or HF_TOKEN and is never printed.
 """
@@ -47,7 +47,9 @@ DATA_LICENSES = {
 METRIC_NAMES = {
     "exprate": "ExpRate", "le1": "ExpRate (<=1 error)", "le2": "ExpRate (<=2 errors)",
     "le3": "ExpRate (<=3 errors)", "edit_score": "Edit score", "bleu4": "BLEU-4",
+    "cdm_f1": "CDM F1", "exprate_cdm": "ExpRate@CDM",
 }
+DECIMALS = {"cdm_f1": 4}  # a 0..1 fraction, as upstream prints it; the others are percentages (2 decimals)
 
 
 class PushError(ValueError):
@@ -63,6 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--private", action="store_true", help="create the repository private")
     parser.add_argument("--metrics", nargs="*", default=[], metavar="[NAME=]FILE",
                         help="`unimumer evaluate --json` outputs or prediction files, one per test set")
+    parser.add_argument("--cdm", action="store_true",
+                        help="score CDM F1 and ExpRate@CDM of the prediction files given to --metrics "
+                        "(needs pdflatex and gs; `evaluate --json --cdm` outputs carry them already)")
     parser.add_argument("--dry-run", action="store_true", help="only write the folder (needs --out); upload nothing")
     parser.add_argument("--out", type=Path, help="folder to assemble into (new or empty; default: a temporary one)")
     parser.add_argument("--license", help="licence id of the card (default: the base model's, else apache-2.0)")
@@ -88,9 +93,10 @@ def training_record(checkpoint: Path) -> dict:
     return {}
 
 
-def load_metrics(spec: str) -> tuple[str, dict]:
-    """NAME=FILE or FILE -> (test set name, metrics of `unimumer evaluate --json`)."""
-    from unimumer.metrics import PredictionFileError, load_predictions, score
+def load_metrics(spec: str, cdm: bool = False) -> tuple[str, dict]:
+    """NAME=FILE or FILE -> (test set name, metrics of `unimumer evaluate --json`, `--cdm` too if cdm)."""
+    from unimumer.cdm import RendererMissing
+    from unimumer.metrics import PredictionFileError, add_cdm, load_predictions, score
 
     name, _, file = spec.rpartition("=")
     path = Path(file)
@@ -102,8 +108,11 @@ def load_metrics(spec: str) -> tuple[str, dict]:
         data = None  # JSON lines: a predictions file
     if not (isinstance(data, dict) and "exprate" in data):
         try:
-            data = score(load_predictions(path))
-        except PredictionFileError as error:
+            records = load_predictions(path)
+            data = score(records)
+            if cdm:
+                data = add_cdm(data, records)
+        except (PredictionFileError, RendererMissing) as error:
             raise PushError(str(error)) from None
     if not name:
         name = path.stem
@@ -147,7 +156,7 @@ def front_matter(repo_id: str, base_model: str | None, license_: dict, datasets:
                 "task": {"type": PIPELINE_TAG, "name": "Handwritten mathematical expression recognition"},
                 "dataset": {"name": name, "type": name},
                 "metrics": [
-                    {"type": key, "value": round(float(values[key]), 2), "name": label}
+                    {"type": key, "value": round(float(values[key]), DECIMALS.get(key, 2)), "name": label}
                     for key, label in METRIC_NAMES.items() if key in values
                 ],
             }
@@ -209,9 +218,12 @@ def model_card(repo_id: str, meta: dict, record: dict, metrics: list) -> str:
                   "the ground truth by Levenshtein distance, in percent.", "",
                   "| test set | n | " + " | ".join(METRIC_NAMES[k] for k in keys) + " |",
                   "|---|---|" + "---|" * len(keys)]
-        lines += [f"| {name} | {m.get('n', '')} | " + " | ".join(f"{float(m[k]):.2f}" for k in keys) + " |"
+        lines += [f"| {name} | {m.get('n', '')} | " + " | ".join(f"{float(m[k]):.{DECIMALS.get(k, 2)}f}" for k in keys) + " |"
                   for name, m in metrics]
         lines.append("")
+        if "cdm_f1" in keys:
+            lines += ["CDM F1 (0..1) and ExpRate@CDM (percent with F1 = 1) are UniMERNet's Character Detection "
+                      "Matching, scored by `python -m unimumer evaluate --cdm` (TeX Live rendering).", ""]
     modes = [m for m in ("tree", "count") if m in trained] + (["correct"] if "error_fix" in trained else [])
     lines += [
         "## Usage", "",
@@ -297,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         license_ = {"license": args.license} if args.license else BASE_LICENSES.get(base, {"license": "apache-2.0"})
         datasets = args.datasets if args.datasets is not None else sorted(
             {dataset_name(source) for source in record.get("data", {})})
-        metrics = [load_metrics(spec) for spec in args.metrics]
+        metrics = [load_metrics(spec, args.cdm) for spec in args.metrics]
         meta = front_matter(args.repo_id, base, license_, datasets, metrics, model_type(args.checkpoint))
         card = model_card(args.repo_id, meta, record, metrics)
         if args.dry_run:

@@ -24,8 +24,8 @@ from rapidfuzz.distance import Levenshtein
 
 from unimumer.latex import tokenize
 
-__all__ = ["EVALUATE_HELP", "KEYS", "PredictionFileError", "add_arguments", "edit_distance",
-           "load_predictions", "score"]
+__all__ = ["EVALUATE_HELP", "KEYS", "PredictionFileError", "add_arguments", "add_cdm", "edit_distance",
+           "load_predictions", "rounded", "score"]
 
 KEYS = ("n", "exprate", "le1", "le2", "le3", "edit_score", "bleu4", "cer")
 
@@ -153,12 +153,20 @@ Metrics (token Levenshtein distance d over whitespace tokens):
   BLEU-4                   nltk corpus_bleu, smoothing method 4, percent
   CER                      upstream's definition: sum of d / sum of ground-truth characters
 
-Exit status 2 for a malformed or empty file.
+With --cdm, also CDM (UniMERNet's Character Detection Matching, see docs/cdm.md): both sides
+rendered with TeX Live, one colour per token, token boxes matched by position and shape
+  CDM F1                   mean per-sample F1 of the matched boxes (0..1, as upstream prints it)
+  ExpRate@CDM              percent of expressions whose CDM F1 is 1 (renders the same)
+A side that cannot be drawn scores 0; the reasons are counted. Renderings are cached
+($UNIMUMER_CDM_CACHE, default ~/.cache/unimumer/cdm) and made by a pool of processes.
+
+Exit status 2 for a malformed or empty file, 1 when --cdm lacks pdflatex or gs.
 """
 
 _ROWS = (("exprate", "ExpRate", "%"), ("le1", "<= 1 error", "%"), ("le2", "<= 2 errors", "%"),
          ("le3", "<= 3 errors", "%"), ("edit_score", "edit score", "%"), ("bleu4", "BLEU-4", ""),
-         ("cer", "CER*", ""), ("well_formed", "well formed", "%"))
+         ("cer", "CER*", ""), ("well_formed", "well formed", "%"), ("cdm_f1", "CDM F1", ""),
+         ("exprate_cdm", "ExpRate@CDM", "%"))
 
 
 def format_table(path: str, metrics: dict) -> str:
@@ -166,17 +174,45 @@ def format_table(path: str, metrics: dict) -> str:
     lines = [f"{path}: {metrics['n']} expressions"]
     lines += [f"  {label:<12}{metrics[key]:>9.4f} {unit}".rstrip() for key, label, unit in _ROWS if key in metrics]
     lines.append("  * upstream's CER: sum of token edit distances / sum of ground-truth characters")
+    if metrics.get("cdm_failed"):
+        reasons = ", ".join(f"{reason} ({count})" for reason, count in metrics["cdm_failures"].items())
+        lines.append(f"  CDM scored {metrics['cdm_failed']} expressions 0, a side could not be drawn: {reasons}")
     return "\n".join(lines)
+
+
+def rounded(metrics: dict) -> dict:
+    """Metrics as `evaluate --json` prints them: numbers to 4 decimals, counts as they are."""
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
+
+
+def add_cdm(metrics: dict, records: list[dict], workers: int | None = None, cache: bool | Path = True) -> dict:
+    """`metrics` with cdm_f1, exprate_cdm, cdm_failed and cdm_failures of `records` added.
+
+    Raises unimumer.cdm.RendererMissing without TeX Live / Ghostscript.
+    """
+    from unimumer.cdm import cdm_score
+
+    summary, _ = cdm_score(records, workers=workers, cache_dir=cache)
+    return {**metrics, **{k: summary[k] for k in ("cdm_f1", "exprate_cdm", "cdm_failed", "cdm_failures")}}
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        metrics = score(load_predictions(args.predictions))
+        records = load_predictions(args.predictions)
+        metrics = score(records)
     except PredictionFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.cdm:
+        from unimumer.cdm import RendererMissing
+
+        try:
+            metrics = add_cdm(metrics, records, args.cdm_workers, args.cdm_cache or not args.no_cdm_cache)
+        except RendererMissing as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     if args.json:
-        print(json.dumps({k: v if k == "n" else round(v, 4) for k, v in metrics.items()}))
+        print(json.dumps(rounded(metrics)))
     else:
         print(format_table(args.predictions, metrics))
     return 0
@@ -188,5 +224,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="predictions file: JSON list or JSON lines of {gt, pred, ...}")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object (n, exprate, le1, le2, le3, edit_score, bleu4, cer, and "
-                             "well_formed when the file records it) instead of the table")
+                             "well_formed when the file records it; with --cdm also cdm_f1, exprate_cdm, "
+                             "cdm_failed, cdm_failures) instead of the table")
+    parser.add_argument("--cdm", action="store_true",
+                        help="also score CDM F1 and ExpRate@CDM (needs pdflatex and gs; see docs/cdm.md)")
+    parser.add_argument("--cdm-workers", type=_positive, metavar="N",
+                        help="processes rendering and matching for --cdm (default: the CPU count)")
+    parser.add_argument("--cdm-cache", type=Path, metavar="DIR",
+                        help="folder of cached renderings (default $UNIMUMER_CDM_CACHE or ~/.cache/unimumer/cdm)")
+    parser.add_argument("--no-cdm-cache", action="store_true", help="render everything afresh and keep nothing")
     parser.set_defaults(run=run)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)

@@ -1,6 +1,7 @@
 """What a CPU user waits for the bundled model: seconds per expression, one at a time, vanilla (greedy).
 
-    .venv/bin/python tests/benchmarks/bench_bundled_latency.py [--model bundled] [--images 50] [--threads 1]
+    .venv/bin/python tests/benchmarks/bench_bundled_latency.py [--model bundled] [--images 50] [--threads 1] \
+        [--dtype float32|bfloat16]
 
 Prints one JSON line: the median and 90th percentile of `Recognizer.recognize` wall time per image
 (image preparation, processor, encoder, decoding until the end of the answer), the mean number of
@@ -38,6 +39,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=50, help="images timed (default 50)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the tests run)")
     parser.add_argument("--repeats", type=int, default=2, help="runs per image; the fastest counts (default 2)")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                        help="weights as loaded (default float32, the CPU default; bfloat16 pays off with AMX)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -45,7 +48,7 @@ def main() -> None:
     from unimumer.recognizer import Recognizer
 
     torch.set_num_threads(args.threads)
-    recognizer = Recognizer.from_pretrained(args.model, device="cpu")
+    recognizer = Recognizer.from_pretrained(args.model, device="cpu", dtype=getattr(torch, args.dtype))
     images, source = inputs(args.images)
     crop = source != "examples" or None  # sketches are cropped; files as the model's recipe says
     recognizer.recognize(images[0], crop=crop)  # warm-up
@@ -61,7 +64,7 @@ def main() -> None:
     seconds.sort()
     print(json.dumps({
         "benchmark": "bundled_latency", "model": recognizer.model_name, "architecture": type(recognizer.model).__name__,
-        "images": len(seconds), "source": source, "threads": args.threads,
+        "images": len(seconds), "source": source, "threads": args.threads, "dtype": args.dtype,
         "median_s": round(statistics.median(seconds), 4), "p90_s": round(seconds[int(0.9 * (len(seconds) - 1))], 4),
         "mean_output_tokens": round(statistics.mean(tokens), 1),
     }))

@@ -115,11 +115,12 @@ class RotaryCode(nn.Module):
         super().__init__()
         self.register_buffer("inv_freq", 1.0 / theta ** (torch.arange(0, head_dim, 2).float() / head_dim), persistent=False)
 
-    def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T) positions -> cos, sin of shape (B, 1, T, head_dim)."""
+    def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) positions -> cos, sin of shape (B, 1, T, head_dim), computed in float32, given in `dtype`
+        (float32 codes would promote bf16 queries and keys)."""
         angles = positions[..., None].float() * self.inv_freq
         angles = torch.cat([angles, angles], -1)[:, None]
-        return angles.cos(), angles.sin()
+        return angles.cos().to(dtype), angles.sin().to(dtype)
 
 
 class Attention(nn.Module):
@@ -304,7 +305,7 @@ class ConvMerModel(ConvMerPreTrainedModel):
         # causal and not padding; a padding query may see itself so that no row is empty
         self_mask = (keys[None, :] <= queries) & attention_mask.bool()[:, None, :]
         self_mask = (self_mask | (keys[None, :] == queries))[:, None]
-        rotary = self.rotary(position_ids)
+        rotary = self.rotary(position_ids, x.dtype)
         for layer, cross_kv in zip(self.layers, image_memory.keys_values):
             x = layer(x, self_mask, rotary, past_key_values, cross_kv, image_memory.mask)
         return self.norm(x), past_key_values, image_memory
