@@ -90,6 +90,7 @@ def main() -> None:
     drawn = score(records)
     image = score({"gt": r["gt"], "pred": r["rendered"]} for r in records)
     if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(records, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(json.dumps({
         "benchmark": "sketch_replay", "model": args.model, "n": len(records), "seed": args.seed,
