@@ -59,7 +59,7 @@ def rendered_answers(model: str, inks) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="bundled", help="checkpoint folder or model name the app loads (default bundled)")
+    parser.add_argument("--model", default="bundled", help="folder or name of the model the app loads (default bundled)")
     parser.add_argument("--n", type=int, default=50, help="training inks replayed (default 50)")
     parser.add_argument("--seed", type=int, default=0, help="which inks (default 0)")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="the data folder")
