@@ -330,6 +330,12 @@ def test_full_finetune_trains_every_part_saves_and_resumes_weights(data_dir, tin
     died = json.loads((out / finetune.STATUS_NAME).read_text())
     assert died["state"] == "stopped" and died["error"] == "ZeroDivisionError: division by zero"
     assert died["checkpoint"] == "checkpoint-6"
+    with monkeypatch.context() as patch:  # as a session's end stops it
+        patch.setattr(finetune.UniMuMERTrainer, "training_step", lambda *a, **k: os.kill(os.getpid(), signal.SIGTERM))
+        with pytest.raises(SystemExit):
+            run_finetune(*common, "--max_steps", 8, "--resume")
+    died = json.loads((out / finetune.STATUS_NAME).read_text())
+    assert died["state"] == "stopped" and died["error"] == "SystemExit: terminated by signal 15"
     assert run_finetune(*common, "--max_steps", 10, "--resume", "--learning_rate", 1e-3) == 0
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 10
     curve = [json.loads(line) for line in (out / "learning_curve.jsonl").read_text().splitlines()]

@@ -26,6 +26,7 @@ import json  # noqa: E402
 import logging  # noqa: E402
 import resource  # noqa: E402
 import shutil  # noqa: E402
+import signal  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
@@ -329,6 +330,10 @@ class StatusCallback(TrainerCallback):
         tmp.replace(self.path)
 
 
+def _terminated(signum, frame) -> None:
+    raise SystemExit(f"terminated by signal {signum}")
+
+
 def _cpu_seconds() -> float:
     """CPU time of this process and its finished children (data workers)."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -492,12 +497,16 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         write_record(out / RECORD_NAME, examples, model_args, data_args, training_args)
 
+    # A session's end (SIGTERM) unwinds like an error, so status.json says "stopped", not "training".
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         trainer.train(resume_from_checkpoint=str(last) if last else None)
-    except BaseException as error:  # an error or Ctrl-C: say so in status.json, then fail as usual
+    except BaseException as error:  # an error, Ctrl-C or SIGTERM: say so in status.json, then fail as usual
         if status.status:
             status.stopped(trainer.state, error)
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     trainer.save_model(str(out))  # weights, config, generation config and the processor
     trainer.save_state()
     if trainer.is_world_process_zero():
