@@ -241,8 +241,11 @@ class UniMuMERTrainer(Trainer):
             logger.info("Resuming at learning rate %g (the checkpoint's schedule peaked at %g).",
                         self.args.learning_rate, scheduler[0])
             self.lr_scheduler.base_lrs = [self.args.learning_rate] * len(scheduler)
-            for group in self.optimizer.param_groups:
+            factors = getattr(self.lr_scheduler, "lr_lambdas", None)  # LambdaLR: every stock schedule
+            for i, group in enumerate(self.optimizer.param_groups):
                 group["initial_lr"] = self.args.learning_rate
+                if factors:  # the first resumed step too, not only those after the schedule's next step
+                    group["lr"] = self.args.learning_rate * factors[i](self.lr_scheduler.last_epoch)
 
 
 class LearningCurveCallback(TrainerCallback):
@@ -274,7 +277,8 @@ class StatusCallback(TrainerCallback):
 
     {"state": "training" | "finished" | "stopped", "step", "max_steps", "epoch", "loss", "exprate",
     "checkpoint", "wall_hours", "cpu_hours", and "error" when stopped}; the hours add up over resumed sessions
-    (CPU time of this process and its data workers). "stopped": the run ended early (an error, Ctrl-C);
+    (CPU time of this process and its data workers). "stopped": the run ended early (an error, Ctrl-C,
+    SIGTERM);
     `--resume` continues from "checkpoint".
     """
 
