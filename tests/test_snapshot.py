@@ -1,0 +1,74 @@
+"""train.snapshot: a run carried between sessions through a tracked folder — bfloat16 weights the next
+session trains from, the curve of every session, a ledger with totals, a kept card, clear errors."""
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+from transformers import AutoModelForImageTextToText
+
+from test_convmer import TOY
+from test_finetune import TINY_CPU, build_synthetic
+from train import finetune, snapshot
+from unimumer.convmer.build import build_convmer
+
+
+def train(model, data, out, steps: int = 2) -> None:
+    assert finetune.main(["--config", str(TINY_CPU), "--model", str(model), "--data", str(data),
+                          "--output_dir", str(out), "--max_steps", str(steps), "--logging_steps", "1",
+                          "--per_device_train_batch_size", "4", "--disable_tqdm", "true", "--crop_to_ink", "true"]) == 0
+
+
+def test_two_sessions_chain_through_the_tracked_folder(tmp_path):
+    data = build_synthetic(tmp_path / "data", n=8)
+    base = build_convmer(tmp_path / "base", seed=0, **TOY)
+    into = tmp_path / "checkpoints" / "convmer"
+
+    train(base, data, tmp_path / "session1", steps=2)
+    ledger = snapshot.snapshot(tmp_path / "session1", into)
+    assert [s["session"] for s in ledger["sessions"]] == [1] and ledger["sessions"][0]["steps"] == 2
+    assert ledger["sessions"][0]["cpu_hours"] > 0 and ledger["sessions"][0]["state"] == "finished"
+    with safe_open(str(into / "model.safetensors"), "pt") as weights:
+        floats = {weights.get_tensor(k).dtype for k in weights.keys() if weights.get_tensor(k).is_floating_point()}
+    assert floats == {torch.bfloat16}
+    (into / "README.md").write_text("# the card\n")
+
+    # the next session: a fresh run from the tracked folder, then scored and snapshotted again
+    train(into, data, tmp_path / "session2", steps=3)
+    preds = tmp_path / "preds.json"
+    preds.write_text(json.dumps([{"gt": "x ^ { 2 }", "pred": "x ^ { 2 }"}, {"gt": "a + b", "pred": "a - b"}]))
+    assert snapshot.main([str(tmp_path / "session2"), "--into", str(into), "--eval", str(preds)]) == 0
+    ledger = json.loads((into / "sessions.json").read_text())
+    assert [s["steps"] for s in ledger["sessions"]] == [2, 3] and ledger["total"]["steps"] == 5
+    assert ledger["sessions"][1]["eval"]["exprate"] == 50.0 and ledger["sessions"][1]["eval"]["le1"] == 100.0
+    curve = [json.loads(line) for line in (into / "learning_curve.jsonl").read_text().splitlines()]
+    assert {e["stage"] for e in curve} == {1, 2} and max(e["total_step"] for e in curve) == 5
+    assert (into / "learning_curve.png").is_file() and (into / "README.md").read_text() == "# the card\n"
+    assert not (into.parent / "convmer.partial").exists() and not (into.parent / "convmer.old").exists()
+
+    trained = AutoModelForImageTextToText.from_pretrained(tmp_path / "session2").state_dict()
+    kept = AutoModelForImageTextToText.from_pretrained(into).state_dict()
+    for name, tensor in trained.items():
+        expected = tensor.to(torch.bfloat16) if tensor.is_floating_point() else tensor
+        assert torch.equal(kept[name].to(expected.dtype), expected), name
+
+
+def test_a_checkpoint_folder_counts_its_own_steps(tmp_path):
+    data = build_synthetic(tmp_path / "data", n=8)
+    base = build_convmer(tmp_path / "base", seed=0, **TOY)
+    assert finetune.main(["--config", str(TINY_CPU), "--model", str(base), "--data", str(data),
+                          "--output_dir", str(tmp_path / "run"), "--max_steps", "2", "--save_steps", "1",
+                          "--per_device_train_batch_size", "4", "--disable_tqdm", "true"]) == 0
+    ledger = snapshot.snapshot(tmp_path / "run" / "checkpoint-1", tmp_path / "into")
+    assert ledger["sessions"][0]["steps"] == 1
+
+
+def test_what_is_not_a_run_gets_one_sentence(tmp_path, capsys):
+    base = build_convmer(tmp_path / "base", seed=0, **TOY)  # a model folder, but never trained: no status.json
+    assert snapshot.main([str(base), "--into", str(tmp_path / "into")]) == 2
+    assert "status.json is missing" in capsys.readouterr().err
+    assert snapshot.main([str(tmp_path / "nowhere"), "--into", str(tmp_path / "into")]) == 2
+    assert "holds no saved model" in capsys.readouterr().err
+    assert not (tmp_path / "into").exists()
+    with pytest.raises(snapshot.SnapshotError):
+        snapshot.snapshot(tmp_path / "nowhere", tmp_path / "into")
