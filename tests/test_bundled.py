@@ -51,10 +51,9 @@ def test_bundled_on_request_says_so(recognizer):
 
 
 @pytest.mark.shared_data
-def test_reads_real_crohme_2014_handwriting(recognizer):
+def crohme_2014_samples(n: int) -> list:
+    """The first `n` CROHME 2014 test inks with their tokenised ground truth (skips without ../shared)."""
     from train.readers import Sample, read_source, resolve
-    from unimumer.ink import render_ink
-    from unimumer.metrics import score
 
     inks = shared_path("crohme", "inkml", "2014")
     labels = shared_path("reference_preds", "crohme_2014_pred.json")
@@ -63,11 +62,23 @@ def test_reads_real_crohme_2014_handwriting(recognizer):
         item = resolve(item) if isinstance(item, Sample) else item
         if isinstance(item, Sample):
             samples.append(item)
-        if len(samples) == CROHME_2014_SLICE:
+        if len(samples) == n:
             break
-    images = [render_ink(s.ink) for s in samples]
-    results = recognizer.recognize_batch(images, batch_size=16)
-    metrics = score({"gt": s.latex, "pred": r.latex} for s, r in zip(samples, results))
+    return samples
+
+
+def slice_metrics(recognizer: Recognizer, n: int) -> dict:
+    """Scores of `recognizer` on the first `n` CROHME 2014 inks, rendered as train.build_data does."""
+    from unimumer.ink import render_ink
+    from unimumer.metrics import score
+
+    samples = crohme_2014_samples(n)
+    results = recognizer.recognize_batch([render_ink(s.ink) for s in samples], batch_size=16)
+    return score({"gt": s.latex, "pred": r.latex} for s, r in zip(samples, results))
+
+
+def test_reads_real_crohme_2014_handwriting(recognizer):
+    metrics = slice_metrics(recognizer, CROHME_2014_SLICE)
     assert metrics["edit_score"] >= EDIT_SCORE_FLOOR, metrics
 
 

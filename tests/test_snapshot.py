@@ -7,10 +7,22 @@ import torch
 from safetensors import safe_open
 from transformers import AutoModelForImageTextToText
 
+from conftest import ROOT
+from test_bundled import slice_metrics
 from test_convmer import TOY
 from test_finetune import TINY_CPU, build_synthetic
 from train import finetune, snapshot
 from unimumer.convmer.build import build_convmer
+from unimumer.recognizer import Recognizer
+
+TRACKED = ROOT / "checkpoints" / "convmer"  # the next bundled model, in training across sessions
+TRACKED_EDIT_FLOOR = 56.0  # % edit score on the first 100 CROHME 2014 inks; session 1 scored 63.0
+
+
+def float_dtypes(folder) -> set:
+    with safe_open(str(folder / "model.safetensors"), "pt") as weights:
+        tensors = [weights.get_tensor(k) for k in weights.keys()]
+    return {t.dtype for t in tensors if t.is_floating_point()}
 
 
 def train(model, data, out, steps: int = 2) -> None:
@@ -28,9 +40,7 @@ def test_two_sessions_chain_through_the_tracked_folder(tmp_path):
     ledger = snapshot.snapshot(tmp_path / "session1", into)
     assert [s["session"] for s in ledger["sessions"]] == [1] and ledger["sessions"][0]["steps"] == 2
     assert ledger["sessions"][0]["cpu_hours"] > 0 and ledger["sessions"][0]["state"] == "finished"
-    with safe_open(str(into / "model.safetensors"), "pt") as weights:
-        floats = {weights.get_tensor(k).dtype for k in weights.keys() if weights.get_tensor(k).is_floating_point()}
-    assert floats == {torch.bfloat16}
+    assert float_dtypes(into) == {torch.bfloat16}
     (into / "README.md").write_text("# the card\n")
 
     # the next session: a fresh run from the tracked folder, then scored and snapshotted again
@@ -72,3 +82,17 @@ def test_what_is_not_a_run_gets_one_sentence(tmp_path, capsys):
     assert not (tmp_path / "into").exists()
     with pytest.raises(snapshot.SnapshotError):
         snapshot.snapshot(tmp_path / "nowhere", tmp_path / "into")
+
+
+def test_the_tracked_run_is_whole_small_and_reads_handwriting():
+    ledger = json.loads((TRACKED / "sessions.json").read_text())
+    sessions = ledger["sessions"]
+    assert [s["session"] for s in sessions] == list(range(1, len(sessions) + 1))
+    assert ledger["total"] == snapshot.totals(sessions) and all("eval" in s for s in sessions)
+    curve = [json.loads(line) for line in (TRACKED / "learning_curve.jsonl").read_text().splitlines()]
+    assert {e["stage"] for e in curve} == set(range(1, len(sessions) + 1))
+    weights = TRACKED / "model.safetensors"
+    assert weights.stat().st_size <= 25 * 1024 * 1024 and float_dtypes(TRACKED) == {torch.bfloat16}
+    assert AutoModelForImageTextToText.from_pretrained(TRACKED).config.model_type == "convmer"
+    metrics = slice_metrics(Recognizer.from_pretrained(str(TRACKED)), 100)
+    assert metrics["edit_score"] >= TRACKED_EDIT_FLOOR, metrics
