@@ -27,7 +27,7 @@ def float_dtypes(folder) -> set:
 
 def train(model, data, out, steps: int = 2) -> None:
     assert finetune.main(["--config", str(TINY_CPU), "--model", str(model), "--data", str(data),
-                          "--output_dir", str(out), "--max_steps", str(steps), "--logging_steps", "1",
+                          "--output_dir", str(out), "--max_steps", str(steps), "--logging_steps", "1", "--learning_rate", "1e-4",
                           "--per_device_train_batch_size", "4", "--disable_tqdm", "true", "--crop_to_ink", "true"]) == 0
 
 
@@ -71,6 +71,22 @@ def test_a_checkpoint_folder_counts_its_own_steps(tmp_path):
                           "--per_device_train_batch_size", "4", "--disable_tqdm", "true"]) == 0
     ledger = snapshot.snapshot(tmp_path / "run" / "checkpoint-1", tmp_path / "into")
     assert ledger["sessions"][0]["steps"] == 1
+
+
+def test_a_diverged_run_does_not_replace_the_kept_one(tmp_path, capsys):
+    data = build_synthetic(tmp_path / "data", n=8)
+    base = build_convmer(tmp_path / "base", seed=0, **TOY)
+    train(base, data, tmp_path / "run", steps=1)
+    into = tmp_path / "into"
+    snapshot.snapshot(tmp_path / "run", into)
+    kept = (into / "model.safetensors").read_bytes()
+    model = AutoModelForImageTextToText.from_pretrained(tmp_path / "run")
+    with torch.no_grad():
+        model.model.encoder.stem.weight.fill_(float("nan"))
+    model.save_pretrained(tmp_path / "run")
+    assert snapshot.main([str(tmp_path / "run"), "--into", str(into)]) == 2
+    assert "non-finite weights (1 of its tensors, the first model.encoder.stem.weight" in capsys.readouterr().err
+    assert (into / "model.safetensors").read_bytes() == kept and len(json.loads((into / "sessions.json").read_text())["sessions"]) == 1
 
 
 def test_what_is_not_a_run_gets_one_sentence(tmp_path, capsys):

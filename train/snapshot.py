@@ -95,9 +95,12 @@ def snapshot(model_dir: Path, into: Path, evaluation: Path | None = None) -> dic
     ledger = json.loads((into / LEDGER).read_text(encoding="utf-8")) if (into / LEDGER).is_file() else {}
     sessions = ledger.get("sessions", []) + [{"session": len(ledger.get("sessions", [])) + 1, **entry}]
 
+    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.bfloat16)
+    broken = [name for name, t in model.state_dict().items() if t.is_floating_point() and not t.isfinite().all()]
+    if broken:  # a diverged run must not replace the run it continued
+        raise SnapshotError(f"{model_dir} has non-finite weights ({len(broken)} of its tensors, the first {broken[0]}): not kept.")
     partial = into.with_name(into.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.bfloat16)
     model.save_pretrained(partial)
     load_processor(model_dir).save_pretrained(partial)
     run = run_folder(model_dir)
