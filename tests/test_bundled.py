@@ -50,7 +50,6 @@ def test_bundled_on_request_says_so(recognizer):
     assert recognizer.device == "cpu" and recognizer.max_pixels == 80000  # its training resolution
 
 
-@pytest.mark.shared_data
 def crohme_2014_samples(n: int) -> list:
     """The first `n` CROHME 2014 test inks with their tokenised ground truth (skips without ../shared)."""
     from train.readers import Sample, read_source, resolve
@@ -77,6 +76,7 @@ def slice_metrics(recognizer: Recognizer, n: int) -> dict:
     return score({"gt": s.latex, "pred": r.latex} for s, r in zip(samples, results))
 
 
+@pytest.mark.shared_data
 def test_reads_real_crohme_2014_handwriting(recognizer):
     metrics = slice_metrics(recognizer, CROHME_2014_SLICE)
     assert metrics["edit_score"] >= EDIT_SCORE_FLOOR, metrics

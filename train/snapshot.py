@@ -5,7 +5,7 @@
 A session's machine is not kept (runs/ and data/ go with it), so a run that needs many sessions, like the
 next bundled ConvMer's, lives in the repository between them. This writes a finished train.finetune run
 (or one of its checkpoint-N folders) into a tracked folder that the next session trains from
-(`train.finetune --model checkpoints/convmer`, see train/configs/convmer/continue.yaml):
+(`train.finetune --config train/configs/convmer/stage1.yaml --model checkpoints/convmer ...`):
 
 - the model and processor, weights in bfloat16: half of float32, and the next session trains in float32
   from them (the rounding is one small nudge a session). The optimizer's state is not kept: each session
@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
 from train.curve import CURVE_NAME, merge_curves, plot_curve
 from train.records import write_json, write_jsonl
 
@@ -39,9 +41,15 @@ class SnapshotError(ValueError):
     """A run that cannot be snapshotted; str(e) is one sentence."""
 
 
+def checkpoint_step(model_dir: Path) -> int | None:
+    """N of a train.finetune checkpoint-N folder; None for a run's own (final) folder."""
+    prefix, _, step = model_dir.name.rpartition("-")
+    return int(step) if prefix == PREFIX_CHECKPOINT_DIR and step.isdigit() else None
+
+
 def run_folder(model_dir: Path) -> Path:
     """The train.finetune output folder of a model folder (itself, or the parent of a checkpoint-N)."""
-    return model_dir.parent if model_dir.name.startswith("checkpoint-") else model_dir
+    return model_dir.parent if checkpoint_step(model_dir) is not None else model_dir
 
 
 def session_entry(model_dir: Path, evaluation: Path | None) -> dict:
@@ -51,16 +59,15 @@ def session_entry(model_dir: Path, evaluation: Path | None) -> dict:
         status = json.loads(status_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         raise SnapshotError(f"{status_path} is missing or unreadable: is {model_dir} a train.finetune run?") from None
+    step = checkpoint_step(model_dir)
     entry = {
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
-        "steps": status.get("step"),
+        "steps": status.get("step") if step is None else step,
         "state": status.get("state"),
         "cpu_hours": status.get("cpu_hours"),
         "wall_hours": status.get("wall_hours"),
         "loss": status.get("loss"),
     }
-    if model_dir.name.startswith("checkpoint-"):
-        entry["steps"] = int(model_dir.name.split("-")[-1])
     if evaluation is not None:
         from unimumer.metrics import PredictionFileError, load_predictions, rounded, score
 
@@ -98,7 +105,9 @@ def snapshot(model_dir: Path, into: Path, evaluation: Path | None = None) -> dic
     model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.bfloat16)
     broken = [name for name, t in model.state_dict().items() if t.is_floating_point() and not t.isfinite().all()]
     if broken:  # a diverged run must not replace the run it continued
-        raise SnapshotError(f"{model_dir} has non-finite weights ({len(broken)} of its tensors, the first {broken[0]}): not kept.")
+        raise SnapshotError(
+            f"{model_dir} has non-finite weights ({len(broken)} of its tensors, the first {broken[0]}): not kept."
+        )
     partial = into.with_name(into.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(partial)
