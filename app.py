@@ -35,7 +35,7 @@ from unimumer import Recognizer
 from unimumer import latex as latex_rules
 from unimumer.generation import MAX_NEW_TOKENS
 from unimumer.hub import BUNDLED, bundled_available, cached_models, short_name
-from unimumer.recognizer import min_pixels, training_max_pixels
+from unimumer.recognizer import MODE_NAMES, min_pixels, training_max_pixels
 from unimumer.images import ImageError, prepare_image
 from unimumer.confidence import DOUBTFUL, MAX_ALTERNATIVES, UNSURE
 from unimumer.export import IMAGE_FORMATS, ExportError, canonical, delimited, render_formula, to_mathml
@@ -126,6 +126,39 @@ def recognizer_for(model: str):
             raise gr.Error(f"The model {model} could not be loaded: {error}", print_exception=False)
         OTHER_RECOGNIZERS[model] = recognizer
     return OTHER_RECOGNIZERS[model]
+
+
+ABILITIES = ("tree", "count", "correct")  # the toggles, by mode
+
+
+def untrained_abilities(recognizer) -> tuple[tuple[str, ...], str]:
+    """The toggles' modes this model was never trained for (its training record says so), and a sentence
+    for the page saying which and why ("" when it learned them all)."""
+    untrained = recognizer.untrained_modes(ABILITIES) if recognizer is not None else ()
+    if not untrained:
+        return (), ""
+    one = len(untrained) == 1
+    names = " and ".join(MODE_NAMES[m] for m in untrained)
+    return untrained, (f"{names[0].upper() + names[1:]} {'is' if one else 'are'} hidden: this model was not "
+                       f"trained for {'it' if one else 'them'} (it learned {', '.join(sorted(recognizer.tasks))}), "
+                       "so the answers would be worse than the plain ones.")
+
+
+def abilities(recognizer) -> list:
+    """Updates for the three toggles (an untrained one hidden and switched off), the Fix buttons (they run
+    error correction) and the note."""
+    untrained, note = untrained_abilities(recognizer)
+    toggles = [gr.update(visible=False, value=False) if m in untrained else gr.update(visible=True)
+               for m in ABILITIES]
+    return [*toggles, gr.update(visible="correct" not in untrained), gr.update(value=note, visible=bool(note))]
+
+
+def menu_abilities(model: str) -> list:
+    """`abilities` of the model chosen in the menu (loaded now, as its first recognition would)."""
+    try:
+        return abilities(recognizer_for(model))
+    except gr.Error:  # the recognition itself says why it cannot load
+        return abilities(None)
 
 
 def model_menu() -> gr.Dropdown:
@@ -570,10 +603,15 @@ def build_demo() -> gr.Blocks:
                     with gr.Tab("Ink file", id="ink") as ink_tab:
                         ink = gr.File(label="Online handwriting (.inkml, e.g. CROHME or MathWriting)",
                                       file_types=[".inkml"], type="filepath", elem_id="ink", height=300)
+                untrained, note = untrained_abilities(RECOGNIZER)
                 with gr.Row():
-                    tree = gr.Checkbox(label="Tree-CoT reasoning", info="the expression's syntax tree first")
-                    count = gr.Checkbox(label="Symbol counting", info="how many of each symbol first")
-                    correct = gr.Checkbox(label="Error correction", info="self-check and fix the answer")
+                    tree = gr.Checkbox(label="Tree-CoT reasoning", info="the expression's syntax tree first",
+                                       elem_id="tree-toggle", visible="tree" not in untrained)
+                    count = gr.Checkbox(label="Symbol counting", info="how many of each symbol first",
+                                        elem_id="count-toggle", visible="count" not in untrained)
+                    correct = gr.Checkbox(label="Error correction", info="self-check and fix the answer",
+                                          elem_id="correct-toggle", visible="correct" not in untrained)
+                untrained_note = gr.Markdown(note, visible=bool(note), elem_id="untrained")
                 with gr.Accordion("Advanced", open=False):
                     with gr.Row():
                         max_new_tokens = gr.Slider(0, 2048, value=0, step=16, label="Max new tokens",
@@ -613,7 +651,7 @@ def build_demo() -> gr.Blocks:
                                                   "select them in the LaTeX box), then Fix",
                                             elem_id="tokens", color_map=TOKEN_COLOURS, combine_adjacent=False,
                                             show_legend=True, show_inline_category=False)
-                with gr.Row():
+                with gr.Row(visible="correct" not in untrained) as fix_row:
                     fix_run = gr.Button("Fix the marked tokens", elem_id="fix", size="md")
                     unmark = gr.Button("Unmark all", elem_id="unmark", size="md")
                 alternatives = gr.Radio(label="Alternatives (score = the model's own probability)",
@@ -654,6 +692,8 @@ def build_demo() -> gr.Blocks:
         upload_tab.select(lambda: "upload", None, active, api_visibility="private")
         ink_tab.select(lambda: "ink", None, active, api_visibility="private")
         sample.change(lambda on: gr.update(visible=on), sample, temperature, api_visibility="private")
+        model.change(menu_abilities, model, [tree, count, correct, fix_row, untrained_note],
+                     api_visibility="private")
         outputs = [latex, rendered, tree_out, counts_out, marked_out, log_out, warnings, timing, seen, readings]
         inputs = [image, sketch, tree, count, correct, max_new_tokens, sample, temperature, max_pixels, active,
                   model, n_alternatives, ink]

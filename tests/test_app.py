@@ -290,3 +290,47 @@ def test_an_inkml_file_through_the_api(client, tmp_path):
     assert "visual tokens" in out["Timing"]
     with pytest.raises(AppError, match="The InkML file 'bad.inkml' is not valid XML"):
         client.predict(None, ink=handle_file(str(bad)), api_name="/recognize")
+
+
+@pytest.fixture(scope="module")
+def no_error_tasks(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model with a training record that lists no error-correction tasks (as the ConvMer run's)."""
+    import shutil
+
+    folder = shutil.copytree(tiny_model_dir, tmp_path_factory.mktemp("partial") / "model")
+    (folder / "unimumer_training.json").write_text(json.dumps({"tasks": ["count", "tree", "vanilla"]}))
+    return folder
+
+
+def config_props(url: str, elem_id: str) -> dict:
+    with urllib.request.urlopen(url + "config", timeout=10) as response:
+        config = json.load(response)
+    return next(c["props"] for c in config["components"] if c["props"].get("elem_id") == elem_id)
+
+
+def test_a_model_not_trained_for_error_correction_has_no_such_toggle(no_error_tasks, tmp_path):
+    with serve_app(no_error_tasks, tmp_path / "app.log") as (url, _):
+        assert config_props(url, "correct-toggle")["visible"] is False
+        assert config_props(url, "tree-toggle")["visible"] is True
+        note = config_props(url, "untrained")
+        assert note["visible"] and note["value"].startswith("Error correction is hidden: this model was not "
+                                                            "trained for it (it learned count, tree, vanilla)")
+        # the API still takes the mode, and the answer says what to expect
+        out = named(Client(url, verbose=False).predict(handle_file(str(handwriting(tmp_path / "x.png"))),
+                                                       correct=True, api_name="/recognize"))
+        assert "not trained for error correction" in out["Warnings"]
+
+
+def test_the_toggles_follow_the_model_chosen_in_the_menu(tiny_model_dir, no_error_tasks, monkeypatch):
+    sys.path.insert(0, str(ROOT))
+    import app
+    from unimumer import Recognizer
+
+    monkeypatch.setattr(app, "RECOGNIZER", Recognizer.from_pretrained(str(tiny_model_dir)))
+    monkeypatch.setattr(app, "OTHER_RECOGNIZERS", {})
+    monkeypatch.setenv(app.MODELS_VAR, str(no_error_tasks))
+    tree, count, correct, fix_row, note = app.menu_abilities(str(no_error_tasks))
+    assert (tree["visible"], count["visible"], correct["visible"], fix_row["visible"]) == (True, True, False, False)
+    assert correct["value"] is False and note["visible"] and "Error correction is hidden" in note["value"]
+    for model in (str(tiny_model_dir), "qwen9"):  # back to a model that learned all, or one that cannot load
+        assert [u["visible"] for u in app.menu_abilities(model)] == [True, True, True, True, False]

@@ -46,7 +46,7 @@ def test_draw_and_recognize_with_each_toggle(page):
         set_toggles(page, **toggles)
         latex = recognize(page, modes)
         assert latex.strip(), f"no LaTeX with {modes}"
-        assert page.locator("#rendered .katex").count() >= 1, f"nothing typeset with {modes}"
+        page.wait_for_selector("#rendered .katex")  # KaTeX typesets after the answer lands (loaded on first use)
         assert page.locator("#rendered .katex-error").count() == 0
 
 
@@ -96,7 +96,7 @@ def test_an_example_opens_in_the_image_tab_and_is_recognised(page):
     page.wait_for_selector("#upload img")
     assert page.get_by_role("tab", name="Image").get_attribute("aria-selected") == "true"
     assert recognize(page, "plain").strip()
-    assert page.locator("#rendered .katex").count() >= 1
+    page.wait_for_selector("#rendered .katex")
 
 
 VERTICAL = [[(0.5, 0.05), (0.5, 0.95)]]  # one tall stroke: its crop is taller than wide
@@ -150,10 +150,14 @@ def test_live_recognition_after_the_pen_pauses(page):
 def test_choosing_an_alternative_replaces_the_answer(page):
     set_toggles(page)
     clear(page)
+    # Clear empties the list in a second event: wait for it, so the list below is this reading's
+    page.wait_for_function("document.querySelectorAll('#alternatives label').length === 0")
     draw(page, X_PLUS_ONE)
     recognize(page, "plain")  # three alternatives by default
     options = page.locator("#alternatives label")
-    page.wait_for_function("document.querySelectorAll('#alternatives label').length >= 2")
+    # The list, too, arrives after the answer: wait until it is there with the best reading chosen
+    page.wait_for_function("document.querySelectorAll('#alternatives label').length >= 2"
+                           " && document.querySelector('#alternatives input').checked")
     second = options.nth(1).inner_text().split(" · ", 1)[1].strip()
     options.nth(1).click()
     page.wait_for_function("text => document.querySelector('#latex textarea').value === text", arg=second)

@@ -227,6 +227,23 @@ def test_max_pixels_defaults_to_the_checkpoints_training_resolution(tmp_path):
     assert Recognizer.from_pretrained(str(small), max_pixels=90_000).max_pixels == 90_000
 
 
+def test_a_checkpoint_says_which_modes_it_was_never_trained_for(tiny_model_dir, tmp_path):
+    """The training record lists the task formats a run learned; a mode needing others gets a warning."""
+    import shutil
+
+    assert Recognizer.from_pretrained(str(tiny_model_dir)).untrained_modes(MODES) == ()  # no record: all
+    folder = shutil.copytree(tiny_model_dir, tmp_path / "no-error-tasks")
+    (folder / "unimumer_training.json").write_text(json.dumps({"tasks": ["count", "tree", "vanilla"]}))
+    partial = Recognizer.from_pretrained(str(folder))
+    assert partial.untrained_modes("tree+count+correct") == ("correct",)
+    assert partial.untrained_note("vanilla") is None
+    note = partial.untrained_note("correct")
+    assert note.startswith("This model was not trained for error correction (it learned count, tree, vanilla)")
+    assert note in partial.recognize(_scribble(), mode="count+correct", **FEW).warnings
+    assert note not in partial.recognize(_scribble(), mode="tree", **FEW).warnings
+    assert note in partial.fix(_scribble(), "x <deleted>", **FEW).warnings
+
+
 def test_alternatives_come_best_first_with_scores_and_token_confidence(recognizer):
     result = recognizer.recognize(_scribble(), alternatives=3, **FEW)
     scores = [a.score for a in result.alternatives]

@@ -129,17 +129,30 @@ def cached_snapshot(repo_id: str) -> str | None:
     return str(folder) if is_checkpoint(folder) else None
 
 
+def training_record(folder) -> dict | None:
+    """The checkpoint's training record (what this kit's train.finetune wrote), or None: a released
+    checkpoint has none, and an unreadable one counts as none."""
+    path = Path(folder) / TRAINING_RECORD
+    try:
+        record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def trained_on_crops(folder) -> bool:
     """Whether a checkpoint learned from images cropped to their ink: its training record says so, and
     records written before `crop_to_ink` existed come from runs that always cropped. Released checkpoints
     (no record) learned from whole images."""
-    path = Path(folder) / TRAINING_RECORD
-    if not path.is_file():
-        return False
-    try:
-        return bool(json.loads(path.read_text(encoding="utf-8")).get("crop_to_ink", True))
-    except (OSError, ValueError):
-        return False
+    record = training_record(folder)
+    return bool(record.get("crop_to_ink", True)) if record is not None else False
+
+
+def trained_tasks(folder) -> frozenset[str] | None:
+    """The task formats a checkpoint learned (its training record's `tasks`), or None when it does not say:
+    the released checkpoints learned all five."""
+    tasks = (training_record(folder) or {}).get("tasks")
+    return frozenset(map(str, tasks)) if isinstance(tasks, list) else None
 
 
 def short_name(name: str) -> str:

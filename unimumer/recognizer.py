@@ -27,7 +27,7 @@ from unimumer.generation import (
     REPETITION_WARNING, Cancelled, GenerationOptions, RepetitionGuard, chat_prompt, image_size, looped,
     visual_token_count,
 )
-from unimumer.hub import ModelLoadError, download, resolve_model, trained_on_crops
+from unimumer.hub import ModelLoadError, download, resolve_model, trained_on_crops, trained_tasks
 from unimumer.images import DEFAULT_MAX_PIXELS, ImageError, is_sketch, prepare_image
 from unimumer.processor import load_processor
 from unimumer.tasks import DELETED, ERROR_START, CorrectionError, consistency_warnings, human_prompt, parse_output
@@ -35,6 +35,10 @@ from unimumer.tasks.edl import TAGS, marked_places
 
 MODES = ("vanilla", "tree", "count", "correct")
 READINGS = ("tree", "count", "vanilla")  # which first reading `correct` starts from, in order of preference
+# The task formats a mode's passes use, and its name in a sentence (a checkpoint may have learned only some)
+MODE_TASKS = {"vanilla": ("vanilla",), "tree": ("tree",), "count": ("count",), "correct": ("error_find", "error_fix")}
+MODE_NAMES = {"vanilla": "plain recognition", "tree": "Tree-CoT", "count": "symbol counting",
+              "correct": "error correction"}
 KEEP_CANDIDATE_WARNING = "The correction pass gave no usable answer, so the first reading is kept."
 NOTHING_MARKED = "Mark the wrong part of the reading first (with <error_start> <error_end> or <deleted>)."
 
@@ -154,6 +158,7 @@ class Recognizer:
         notice: str | None = None,
         is_bundled: bool = False,
         crop_uploads: bool = False,
+        tasks: frozenset[str] | None = None,
     ):
         if max_pixels < min_pixels(processor):
             raise ValueError(
@@ -166,6 +171,7 @@ class Recognizer:
         self.notice = notice
         self.is_bundled = is_bundled
         self.crop_uploads = crop_uploads  # trained on ink crops (this kit's --crop_to_ink): crop every input
+        self.tasks = tasks  # the task formats it learned (its training record); None = all five (released)
         tokenizer = processor.tokenizer
         self.eos_token_ids = [
             i for i in dict.fromkeys(tokenizer.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])) if i is not None
@@ -205,6 +211,7 @@ class Recognizer:
             notice=choice.notice,
             is_bundled=choice.is_bundled,
             crop_uploads=trained_on_crops(path),
+            tasks=trained_tasks(path),
         )
 
     @property
@@ -217,6 +224,22 @@ class Recognizer:
         self.model.save_pretrained(out)
         self.processor.save_pretrained(out)
         return out
+
+    def untrained_modes(self, mode="vanilla") -> tuple[str, ...]:
+        """The modes of `mode` whose task formats this checkpoint never learned (its training record says
+        which it did); none for the released checkpoints."""
+        if self.tasks is None:
+            return ()
+        return tuple(m for m in normalize_modes(mode) if not set(MODE_TASKS[m]) <= self.tasks)
+
+    def untrained_note(self, mode="vanilla") -> str | None:
+        """One sentence for the modes of `mode` this checkpoint was not trained for, or None."""
+        untrained = self.untrained_modes(mode)
+        if not untrained:
+            return None
+        names = " and ".join(MODE_NAMES[m] for m in untrained)
+        return (f"This model was not trained for {names} (it learned {', '.join(sorted(self.tasks))}), "
+                "so expect a worse answer than the plain one.")
 
     def crops(self, image) -> bool:
         """Whether an input is cropped to its ink by default: a sketch canvas (Gradio dict) is; anything else
@@ -303,7 +326,9 @@ class Recognizer:
                 self._score(result, task, passes_of[task][i], settings)
         if "correct" in modes:
             self._correct(images, results, settings, batch_size)
+        untrained = self.untrained_note(modes)
         for result in results:
+            result.warnings.extend([untrained] if untrained else [])
             result.warnings = list(dict.fromkeys(result.warnings))
         return results
 
@@ -367,6 +392,8 @@ class Recognizer:
         result.seconds = time.perf_counter() - start
         self._fix([prepared], [result], settings, 1)
         result.seconds = round(result.seconds, 4)
+        untrained = self.untrained_note("correct")
+        result.warnings.extend([untrained] if untrained else [])
         result.warnings = list(dict.fromkeys(result.warnings))
         return result
 
