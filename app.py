@@ -35,7 +35,7 @@ from unimumer import Recognizer
 from unimumer import latex as latex_rules
 from unimumer.generation import MAX_NEW_TOKENS
 from unimumer.hub import BUNDLED, bundled_available, cached_models, short_name
-from unimumer.recognizer import MODE_NAMES, min_pixels, training_max_pixels
+from unimumer.recognizer import min_pixels, mode_names, training_max_pixels
 from unimumer.images import ImageError, prepare_image
 from unimumer.confidence import DOUBTFUL, MAX_ALTERNATIVES, UNSURE
 from unimumer.export import IMAGE_FORMATS, ExportError, canonical, delimited, render_formula, to_mathml
@@ -129,6 +129,8 @@ def recognizer_for(model: str):
 
 
 ABILITIES = ("tree", "count", "correct")  # the toggles, by mode
+TOKENS_LABEL = "Tokens: shaded = the model is unsure"
+TOKENS_FIX_HINT = "; click the wrong ones (or select them in the LaTeX box), then Fix"
 
 
 def untrained_abilities(recognizer) -> tuple[tuple[str, ...], str]:
@@ -138,19 +140,26 @@ def untrained_abilities(recognizer) -> tuple[tuple[str, ...], str]:
     if not untrained:
         return (), ""
     one = len(untrained) == 1
-    names = " and ".join(MODE_NAMES[m] for m in untrained)
+    names = mode_names(untrained)
     return untrained, (f"{names[0].upper() + names[1:]} {'is' if one else 'are'} hidden: this model was not "
                        f"trained for {'it' if one else 'them'} (it learned {', '.join(sorted(recognizer.tasks))}), "
                        "so the answers would be worse than the plain ones.")
 
 
+def tokens_label(fixable: bool) -> str:
+    """The tokens pane's label: how to mark and Fix tokens only where the model can correct them."""
+    return TOKENS_LABEL + (TOKENS_FIX_HINT if fixable else "")
+
+
 def abilities(recognizer) -> list:
     """Updates for the three toggles (an untrained one hidden and switched off), the Fix buttons (they run
-    error correction) and the note."""
+    error correction) and the tokens pane's label that explains them, and the note."""
     untrained, note = untrained_abilities(recognizer)
     toggles = [gr.update(visible=False, value=False) if m in untrained else gr.update(visible=True)
                for m in ABILITIES]
-    return [*toggles, gr.update(visible="correct" not in untrained), gr.update(value=note, visible=bool(note))]
+    fixable = "correct" not in untrained
+    return [*toggles, gr.update(visible=fixable), gr.update(label=tokens_label(fixable)),
+            gr.update(value=note, visible=bool(note))]
 
 
 def menu_abilities(model: str) -> list:
@@ -647,8 +656,7 @@ def build_demo() -> gr.Blocks:
                                    placeholder="The recognised LaTeX appears here; edit it to fix the preview.")
                 rendered = gr.Markdown(EMPTY_PREVIEW, label="Preview", elem_id="rendered",
                                        latex_delimiters=[{"left": "$$", "right": "$$", "display": True}])
-                tokens = gr.HighlightedText(label="Tokens: shaded = the model is unsure; click the wrong ones (or "
-                                                  "select them in the LaTeX box), then Fix",
+                tokens = gr.HighlightedText(label=tokens_label("correct" not in untrained),
                                             elem_id="tokens", color_map=TOKEN_COLOURS, combine_adjacent=False,
                                             show_legend=True, show_inline_category=False)
                 with gr.Row(visible="correct" not in untrained) as fix_row:
@@ -692,7 +700,7 @@ def build_demo() -> gr.Blocks:
         upload_tab.select(lambda: "upload", None, active, api_visibility="private")
         ink_tab.select(lambda: "ink", None, active, api_visibility="private")
         sample.change(lambda on: gr.update(visible=on), sample, temperature, api_visibility="private")
-        model.change(menu_abilities, model, [tree, count, correct, fix_row, untrained_note],
+        model.change(menu_abilities, model, [tree, count, correct, fix_row, tokens, untrained_note],
                      api_visibility="private")
         outputs = [latex, rendered, tree_out, counts_out, marked_out, log_out, warnings, timing, seen, readings]
         inputs = [image, sketch, tree, count, correct, max_new_tokens, sample, temperature, max_pixels, active,

@@ -77,10 +77,20 @@ def draw(page, strokes, dispatch: bool = False) -> None:
         page.mouse.up()
 
 
+TOGGLES = {"tree": "Tree-CoT reasoning", "count": "Symbol counting", "correct": "Error correction"}
+MODE_STATS = {"tree": "Tree-CoT", "count": "counting", "correct": "self-check"}  # their names in the timing line
+
+
+def shown_toggles(page) -> list[str]:
+    """The toggles the page shows: it hides those of the modes the model never learned."""
+    return [name for name in TOGGLES if page.locator(f"#{name}-toggle").is_visible()]
+
+
 def set_toggles(page, **wanted: bool) -> None:
-    labels = {"tree": "Tree-CoT reasoning", "count": "Symbol counting", "correct": "Error correction"}
-    for name, label in labels.items():
-        page.get_by_label(label).set_checked(wanted.get(name, False))
+    shown = shown_toggles(page)
+    assert {name for name, on in wanted.items() if on} <= set(shown), f"the page shows only {shown}"
+    for name in shown:
+        page.get_by_label(TOGGLES[name]).set_checked(wanted.get(name, False))
 
 
 def recognize(page, modes: str) -> str:

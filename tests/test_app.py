@@ -312,6 +312,7 @@ def test_a_model_not_trained_for_error_correction_has_no_such_toggle(no_error_ta
     with serve_app(no_error_tasks, tmp_path / "app.log") as (url, _):
         assert config_props(url, "correct-toggle")["visible"] is False
         assert config_props(url, "tree-toggle")["visible"] is True
+        assert config_props(url, "tokens")["label"] == "Tokens: shaded = the model is unsure"  # no Fix to explain
         note = config_props(url, "untrained")
         assert note["visible"] and note["value"].startswith("Error correction is hidden: this model was not "
                                                             "trained for it (it learned count, tree, vanilla)")
@@ -329,8 +330,11 @@ def test_the_toggles_follow_the_model_chosen_in_the_menu(tiny_model_dir, no_erro
     monkeypatch.setattr(app, "RECOGNIZER", Recognizer.from_pretrained(str(tiny_model_dir)))
     monkeypatch.setattr(app, "OTHER_RECOGNIZERS", {})
     monkeypatch.setenv(app.MODELS_VAR, str(no_error_tasks))
-    tree, count, correct, fix_row, note = app.menu_abilities(str(no_error_tasks))
+    tree, count, correct, fix_row, tokens, note = app.menu_abilities(str(no_error_tasks))
     assert (tree["visible"], count["visible"], correct["visible"], fix_row["visible"]) == (True, True, False, False)
     assert correct["value"] is False and note["visible"] and "Error correction is hidden" in note["value"]
+    assert "Fix" not in tokens["label"]
     for model in (str(tiny_model_dir), "qwen9"):  # back to a model that learned all, or one that cannot load
-        assert [u["visible"] for u in app.menu_abilities(model)] == [True, True, True, True, False]
+        tree, count, correct, fix_row, tokens, note = app.menu_abilities(model)
+        assert [u["visible"] for u in (tree, count, correct, fix_row, note)] == [True, True, True, True, False]
+        assert tokens["label"].endswith("then Fix")

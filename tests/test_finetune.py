@@ -260,6 +260,16 @@ def test_yaml_defaults_are_overridden_by_flags(tmp_path):
         finetune.parse_args(["--config", str(bad)])
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_bf16_arithmetic_trains_in_float32(tmp_path, monkeypatch, caplog, native):
+    monkeypatch.setattr(finetune, "cpu_bf16_is_native", lambda: native)
+    args = finetune.parse_args(["--config", str(TINY_CPU), "--bf16", "true", "--output_dir", str(tmp_path)])[-1]
+    assert args.bf16 and args.mixed_precision == "bf16"
+    finetune.fit_precision(args)
+    assert args.bf16 == native and args.mixed_precision == ("bf16" if native else "no")
+    assert ("training in float32 instead" in caplog.text) != native
+
+
 def test_model_tiny_is_built_once_into_output_base(tmp_path):
     _, model, _, args = finetune.parse_args(["--config", str(TINY_CPU), "--output_dir", str(tmp_path)])
     base = Path(finetune.base_model(model, args))
