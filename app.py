@@ -613,6 +613,7 @@ def build_demo() -> gr.Blocks:
                         ink = gr.File(label="Online handwriting (.inkml, e.g. CROHME or MathWriting)",
                                       file_types=[".inkml"], type="filepath", elem_id="ink", height=300)
                 untrained, note = untrained_abilities(RECOGNIZER)
+                fixable = "correct" not in untrained  # the Fix buttons run error correction
                 with gr.Row():
                     tree = gr.Checkbox(label="Tree-CoT reasoning", info="the expression's syntax tree first",
                                        elem_id="tree-toggle", visible="tree" not in untrained)
@@ -656,10 +657,10 @@ def build_demo() -> gr.Blocks:
                                    placeholder="The recognised LaTeX appears here; edit it to fix the preview.")
                 rendered = gr.Markdown(EMPTY_PREVIEW, label="Preview", elem_id="rendered",
                                        latex_delimiters=[{"left": "$$", "right": "$$", "display": True}])
-                tokens = gr.HighlightedText(label=tokens_label("correct" not in untrained),
+                tokens = gr.HighlightedText(label=tokens_label(fixable),
                                             elem_id="tokens", color_map=TOKEN_COLOURS, combine_adjacent=False,
                                             show_legend=True, show_inline_category=False)
-                with gr.Row(visible="correct" not in untrained) as fix_row:
+                with gr.Row(visible=fixable) as fix_row:
                     fix_run = gr.Button("Fix the marked tokens", elem_id="fix", size="md")
                     unmark = gr.Button("Unmark all", elem_id="unmark", size="md")
                 alternatives = gr.Radio(label="Alternatives (score = the model's own probability)",

@@ -407,7 +407,7 @@ def discard_partial(found: list[Path], last: Path | None, training_args: Trainin
 
 def cpu_bf16_is_native() -> bool:
     """Whether this CPU has bf16 arithmetic (AVX512-BF16 or AMX). Elsewhere autocast emulates it: a ConvMer step
-    took 30 s in bf16 against 3.5 s in float32 on an AVX2-only EPYC (docs/training.md)."""
+    took ~30 s in bf16 against ~3 s in float32 on an AVX2-only EPYC (docs/training.md)."""
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 

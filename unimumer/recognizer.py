@@ -39,15 +39,13 @@ READINGS = ("tree", "count", "vanilla")  # which first reading `correct` starts 
 MODE_TASKS = {"vanilla": ("vanilla",), "tree": ("tree",), "count": ("count",), "correct": ("error_find", "error_fix")}
 MODE_NAMES = {"vanilla": "plain recognition", "tree": "Tree-CoT", "count": "symbol counting",
               "correct": "error correction"}
+KEEP_CANDIDATE_WARNING = "The correction pass gave no usable answer, so the first reading is kept."
+NOTHING_MARKED = "Mark the wrong part of the reading first (with <error_start> <error_end> or <deleted>)."
 
 
 def mode_names(modes) -> str:
     """The modes' names for a sentence: "Tree-CoT and symbol counting"."""
     return " and ".join(MODE_NAMES[m] for m in modes)
-
-
-KEEP_CANDIDATE_WARNING = "The correction pass gave no usable answer, so the first reading is kept."
-NOTHING_MARKED = "Mark the wrong part of the reading first (with <error_start> <error_end> or <deleted>)."
 
 
 @dataclass
