@@ -90,3 +90,21 @@ def test_new_family_configs_follow_upstreams_recipe():
         deepspeed = finetune.load_config(CONFIGS / name, {"deepspeed", *values})["deepspeed"]
         assert deepspeed == str(CONFIGS / "deepspeed_zero3.json")
     assert json.loads((CONFIGS / "deepspeed_zero3.json").read_text())["zero_optimization"]["stage"] == 3
+
+
+def test_convmer_sessions_run_for_a_time_and_the_gpu_session_keeps_the_cpu_recipe():
+    """A CPU session (stage1.yaml) and a lent GPU's (gpu.yaml, run by train/device_session.sh) train the same
+    data the same way; each ends by its time budget, with max_steps only an upper bound."""
+    cpu_run, cpu_model, cpu_data, cpu = parse("convmer/stage1.yaml")
+    gpu_run, gpu_model, gpu_data, gpu = parse("convmer/gpu.yaml", "--use_cpu", "true")  # bf16 needs a GPU
+    for run, args in ((cpu_run, cpu), (gpu_run, gpu)):
+        assert run.time_budget_minutes and args.max_steps >= 100_000 and args.lr_scheduler_type.value == "cosine"
+        assert args.learning_rate <= 3e-4 and args.bf16  # 5e-4 diverged
+    assert cpu_run.time_budget_minutes == 100 and cpu.use_cpu
+    assert cpu_model.model == gpu_model.model == "convmer" and cpu_data.mix == gpu_data.mix
+    for key in ("max_pixels", "augment", "crop_to_ink", "cutoff_len", "eval_data"):
+        assert getattr(cpu_data, key) == getattr(gpu_data, key), key
+    assert gpu.per_device_train_batch_size == 4 * cpu.per_device_train_batch_size
+    assert gpu.dataloader_num_workers > cpu.dataloader_num_workers and gpu.disable_tqdm
+    script = (ROOT / "train" / "device_session.sh").read_text()
+    assert "convmer/gpu.yaml" in script and "--time_budget_minutes" in script and "train.snapshot" in script

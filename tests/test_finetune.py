@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -26,13 +27,17 @@ from train.dataset import (
     assistant_suffix,
     augment_image,
     data_files,
+    grouping_keys,
     mix_examples,
+    page_aspect,
     read_jsonl,
     read_mix,
     target_latex,
 )
 from train.readers import Sample
-from unimumer.ink import Ink
+from PIL import Image
+
+from unimumer.ink import Ink, write_inkml
 from unimumer.processor import load_processor
 
 TINY_CPU = ROOT / "train" / "configs" / "tiny-cpu.yaml"
@@ -242,6 +247,37 @@ def test_inkml_records_are_drawn_afresh_as_cropped_sketches(tmp_path, processor)
         broken[0]
 
 
+def test_page_aspect_reads_the_ink_or_the_header_without_drawing(tmp_path):
+    (tmp_path / "wide.inkml").write_bytes(write_inkml(Ink(traces=[np.array([[0.0, 0.0], [300.0, 10.0]])])))
+    (tmp_path / "tall.inkml").write_bytes(write_inkml(Ink(traces=[np.array([[0.0, 0.0], [10.0, 200.0]])])))
+    (tmp_path / "bad.inkml").write_text("<ink>")
+    Image.new("L", (40, 120), 255).save(tmp_path / "tall.png")
+    assert page_aspect(tmp_path / "wide.inkml") > 2 and page_aspect(tmp_path / "tall.inkml") < -1.5
+    assert page_aspect(tmp_path / "tall.png") == pytest.approx(math.log(40 / 120))
+    assert page_aspect(tmp_path / "bad.inkml") == page_aspect(tmp_path / "missing.png") == 0.0
+
+
+def test_batches_hold_alike_records_in_a_shuffled_order_fixed_by_seed_and_epoch():
+    rng = random.Random(0)
+    n, size = 4000, 16
+    lengths = [rng.randint(40, 120) for _ in range(n)]
+    aspects = [rng.uniform(-1.0, 2.5) for _ in range(n)]
+    sampler = finetune.EpochLengthSampler(size, grouping_keys(lengths, aspects), seed=3)
+    order = list(sampler)
+    assert sorted(order) == list(range(n)) and list(sampler) == order  # every record once; resumable
+    sampler.set_epoch(1)
+    assert list(sampler) != order
+
+    batches = [order[i : i + size] for i in range(0, n, size)]
+
+    def spread(values: list) -> float:  # mean range within a batch; random batches: ~3.1 and ~75
+        return sum(max(values[i] for i in b) - min(values[i] for i in b) for b in batches) / len(batches)
+
+    assert spread(aspects) < 1.2 and spread(lengths) < 16
+    longest = [max(lengths[i] for i in b) for b in batches[:50]]
+    assert longest != sorted(longest, reverse=True)  # not a walk from the longest to the shortest
+
+
 # ---- configuration -------------------------------------------------------------------------------------
 
 
@@ -356,6 +392,51 @@ def test_full_finetune_trains_every_part_saves_and_resumes_weights(data_dir, tin
     resumed = json.loads((out / finetune.STATUS_NAME).read_text())
     assert resumed["step"] == 10 and resumed["cpu_hours"] > status["cpu_hours"] > 0  # hours add up over sessions
     assert resumed["state"] == "finished" and "error" not in resumed
+
+
+def test_time_budget_schedule_follows_the_clock_and_keeps_it_in_the_checkpoint(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(finetune.time, "monotonic", lambda: now[0])
+    budget = finetune.TimeBudget(budget_s=60.0, warmup_steps=4)
+    state, control = SimpleNamespace(global_step=0), SimpleNamespace(should_training_stop=False, should_save=False)
+    budget.on_train_begin(None, state, control)
+    assert budget(2) == 0.5 and budget(4) == 1.0  # warm-up in steps, then the peak while no time is spent
+    now[0] += 30.0
+    budget.on_step_end(None, state, control)
+    assert budget(5) == pytest.approx(0.5) and not control.should_training_stop  # half the time: half the rate
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    saved = torch.optim.lr_scheduler.LambdaLR(optimizer, budget).state_dict()
+    resumed = finetune.TimeBudget(budget_s=60.0, warmup_steps=4)
+    torch.optim.lr_scheduler.LambdaLR(optimizer, resumed).load_state_dict(saved)
+    now[0] += 3600.0  # the next session: the pause between them is not spent
+    resumed.on_train_begin(None, state, control)
+    now[0] += 30.0
+    resumed.on_step_end(None, state, control)
+    assert resumed.spent_s == pytest.approx(60.0) and resumed(9) == pytest.approx(0.0)
+    assert control.should_training_stop and control.should_save
+
+
+def test_a_time_budget_ends_the_run_with_the_rate_at_zero(data_dir, tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    common = ["--config", TINY_CPU, "--model", tiny_model_dir, "--data", data_dir, "--output_dir", out,
+              "--per_device_train_batch_size", 4, "--logging_steps", 1, "--save_steps", 1000, "--warmup_steps", 2,
+              "--max_steps", 100_000, "--disable_tqdm", "true"]
+    assert run_finetune(*common, "--time_budget_minutes", 0.15) == 0  # 9 s
+    step = json.loads((out / "trainer_state.json").read_text())["global_step"]
+    assert 2 < step < 100_000 and (out / f"checkpoint-{step}").is_dir()  # stopped by the clock, and saved
+    rates = [c["learning_rate"] for c in map(json.loads, (out / "learning_curve.jsonl").read_text().splitlines())
+             if "learning_rate" in c]
+    assert rates[-1] < 0.15 * max(rates) and rates[2:] == sorted(rates[2:], reverse=True)
+    status = json.loads((out / finetune.STATUS_NAME).read_text())
+    assert status["state"] == "finished" and status["step"] == step
+
+    assert run_finetune(*common, "--time_budget_minutes", 0.25, "--resume") == 0  # 6 s more, not 15
+    more = json.loads((out / "trainer_state.json").read_text())["global_step"]
+    spent = torch.load(out / f"checkpoint-{more}" / "scheduler.pt", weights_only=False)["lr_lambdas"][0]["spent_s"]
+    assert more > step and 15.0 <= spent < 15.0 + 5.0
+    with pytest.raises(SystemExit, match="needs a positive number of minutes and --max_steps"):
+        run_finetune(*common, "--time_budget_minutes", 0)
 
 
 def test_rope_theta_and_image_area_are_trained_with_and_saved(data_dir, tiny_model_dir, tmp_path):

@@ -54,6 +54,7 @@ def test_save_load_round_trip_names_stock_classes(tiny_model_dir, tmp_path):
     tokenizer_config = json.loads((tmp_path / "tokenizer_config.json").read_text())
     assert tokenizer_config["processor_class"] == "Qwen2_5_VLProcessor"
     assert tokenizer_config["tokenizer_class"] == "PreTrainedTokenizerFast"  # transformers 4.x reads it too
+    assert "local_files_only" not in tokenizer_config  # tests run with HF_HUB_OFFLINE=1: not the model's
     assert (tmp_path / "chat_template.jinja").read_text() == processor.chat_template
 
     again = load_processor(tmp_path)

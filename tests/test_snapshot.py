@@ -73,6 +73,19 @@ def test_a_checkpoint_folder_counts_its_own_steps(tmp_path):
     assert ledger["sessions"][0]["steps"] == 1
 
 
+def test_a_session_too_short_to_log_keeps_the_curve_so_far(tmp_path):
+    data = build_synthetic(tmp_path / "data", n=8)
+    base = build_convmer(tmp_path / "base", seed=0, **TOY)
+    into = tmp_path / "into"
+    train(base, data, tmp_path / "logged", 2)
+    snapshot.snapshot(tmp_path / "logged", into)
+    before = (into / "learning_curve.jsonl").read_text()
+    train(into, data, tmp_path / "quiet", 1, "--logging_steps", "100")  # a GPU session's dry run on a CPU
+    assert not (tmp_path / "quiet" / "learning_curve.jsonl").exists()
+    snapshot.snapshot(tmp_path / "quiet", into)
+    assert (into / "learning_curve.jsonl").read_text() == before and (into / "learning_curve.png").is_file()
+
+
 def test_a_diverged_run_does_not_replace_the_kept_one(tmp_path, capsys):
     data = build_synthetic(tmp_path / "data", n=8)
     base = build_convmer(tmp_path / "base", seed=0, **TOY)

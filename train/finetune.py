@@ -8,7 +8,8 @@ The YAML holds defaults for every flag below (any TrainingArguments field too); 
 command line override it. Every `*.jsonl` in the --data folders is mixed (or --mix FILE gives per-file
 weights). The vision tower, the merger and the language model are all trained; only the answer tokens
 count in the loss. `--model tiny` builds a fresh random unimumer.tiny model into OUT/base. `--resume`
-continues from the newest OUT/checkpoint-* and ends at the same step as an uninterrupted run. The final
+continues from the newest OUT/checkpoint-* and ends at the same step as an uninterrupted run.
+`--time_budget_minutes M` trains for M minutes of wall time instead, the cosine following the clock. The final
 model and processor are saved to OUT (loadable by unimumer.Recognizer), the learning curve to
 OUT/learning_curve.jsonl and a record of the run to OUT/unimumer_training.json. See docs/training.md.
 """
@@ -24,6 +25,7 @@ os.environ.setdefault(
 import argparse  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
+import math  # noqa: E402
 import resource  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
@@ -35,6 +37,7 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 import yaml  # noqa: E402
+from torch.optim.lr_scheduler import LambdaLR  # noqa: E402
 from transformers import (  # noqa: E402
     AutoModelForImageTextToText,
     HfArgumentParser,
@@ -42,7 +45,7 @@ from transformers import (  # noqa: E402
     TrainerCallback,
     TrainingArguments,
 )
-from transformers.trainer_pt_utils import LengthGroupedSampler  # noqa: E402
+from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices  # noqa: E402
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR  # noqa: E402
 
 from train.curve import CURVE_NAME  # noqa: E402
@@ -51,6 +54,7 @@ from train.dataset import (  # noqa: E402
     RecordError,
     SFTDataset,
     data_files,
+    grouping_keys,
     mix_examples,
     read_jsonl,
     read_mix,
@@ -72,6 +76,12 @@ class RunArguments:
     config: str | None = field(default=None, metadata={"help": "YAML file with defaults for any flag"})
     resume: bool = field(
         default=False, metadata={"help": "continue from the newest checkpoint-* in --output_dir"}
+    )
+    time_budget_minutes: float | None = field(
+        default=None,
+        metadata={"help": "train for this many minutes of wall time, counted over --resume too: after the warm-up "
+                  "the cosine follows the time spent and reaches zero when it is all spent, then the run saves and "
+                  "ends; --max_steps stays an upper bound. For a machine whose speed is not known in advance"},
     )
 
 
@@ -189,7 +199,9 @@ def load_examples(data_args: DataArguments, seed: int) -> list:
 
 
 class EpochLengthSampler(LengthGroupedSampler):
-    """Length-grouped order drawn from (seed, epoch): the same on every rank and after a resume."""
+    """Batches of alike records (by `lengths`, sort keys), drawn from (seed, epoch): the same on every rank
+    and after a resume. Sorted within megabatches of up to 200 batches (more alike than the stock 50), and
+    the batches then shuffled, so that training does not walk from the longest records to the shortest."""
 
     def __init__(self, batch_size: int, lengths: list[int], seed: int):
         super().__init__(batch_size, lengths=lengths)
@@ -200,19 +212,65 @@ class EpochLengthSampler(LengthGroupedSampler):
         self.epoch = epoch
 
     def __iter__(self):
-        self.generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return super().__iter__()
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        megabatches = max(1, min(200, len(self.lengths) // (4 * self.batch_size)))
+        order = get_length_grouped_indices(self.lengths, self.batch_size, megabatches, generator)
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        return (i for b in torch.randperm(len(batches), generator=generator).tolist() for i in batches[b])
+
+
+class TimeBudget(TrainerCallback):
+    """A learning-rate schedule over wall time, and the stop at its end (--time_budget_minutes).
+
+    Called by LambdaLR, it gives the factor of the peak rate: a linear warm-up over `warmup_steps`, then a
+    cosine over the time spent, zero when `budget_s` is spent; the run then saves and stops. LambdaLR keeps
+    this object's fields in the checkpoint, so a resumed run goes on with the time that is left.
+    """
+
+    def __init__(self, budget_s: float, warmup_steps: int):
+        self.budget_s = budget_s
+        self.warmup_steps = warmup_steps
+        self.spent_s = 0.0  # counted at every step's end
+        self.clock = 0.0
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return step / max(1, self.warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, self.spent_s / self.budget_s)))
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.clock = time.monotonic()  # a resumed run's saved clock is another process's: start anew
+
+    def on_step_end(self, args, state, control, **kwargs):
+        now = time.monotonic()
+        self.spent_s += now - self.clock
+        self.clock = now
+        if self.spent_s >= self.budget_s:
+            logger.info("The time budget (%.1f minutes) is spent at step %d: saving and stopping.",
+                        self.budget_s / 60, state.global_step)
+            control.should_training_stop = control.should_save = True
 
 
 class UniMuMERTrainer(Trainer):
-    """Trainer with cheap length-grouping and a resume that really restores Qwen2.5-VL weights."""
+    """Trainer with cheap length-grouping, a resume that really restores Qwen2.5-VL weights, and an optional
+    schedule over wall time (`time_budget`, a TimeBudget also added as a callback)."""
+
+    time_budget: TimeBudget | None = None
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.time_budget is None or self.lr_scheduler is not None:
+            return super().create_scheduler(num_training_steps, optimizer)
+        self.lr_scheduler = LambdaLR(optimizer or self.optimizer, self.time_budget)
+        self._created_lr_scheduler = True
+        return self.lr_scheduler
 
     def _get_train_sampler(self, train_dataset=None):
         # The stock sampler would encode every record (decoding every image) just to measure it.
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         if self.args.train_sampling_strategy == "group_by_length" and isinstance(dataset, SFTDataset):
             megabatch = self.args.train_batch_size * self.args.gradient_accumulation_steps
-            return EpochLengthSampler(megabatch, dataset.lengths, self.args.data_seed or self.args.seed)
+            keys = grouping_keys(dataset.lengths, dataset.aspects)
+            return EpochLengthSampler(megabatch, keys, self.args.data_seed or self.args.seed)
         return super()._get_train_sampler(train_dataset)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
@@ -233,7 +291,10 @@ class UniMuMERTrainer(Trainer):
         The saved schedule carries the first session's peak rate (its base_lrs), which would silently
         override a --learning_rate given on resume; the schedule's shape follows this run's max_steps.
         """
+        budget = self.time_budget and (self.time_budget.budget_s, self.time_budget.warmup_steps)
         super()._load_optimizer_and_scheduler(checkpoint)
+        if budget:  # the checkpoint brings the time spent; the budget and the warm-up are this run's
+            self.time_budget.budget_s, self.time_budget.warmup_steps = budget
         scheduler = getattr(self.lr_scheduler, "base_lrs", None)
         if checkpoint is None or scheduler is None or self.is_deepspeed_enabled:
             return
@@ -453,6 +514,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     fit_precision(training_args)
+    budget = run_args.time_budget_minutes
+    if budget is not None and (budget <= 0 or training_args.max_steps <= 0):
+        raise SystemExit("--time_budget_minutes needs a positive number of minutes and --max_steps (an upper bound).")
+    if budget is not None and training_args.world_size > 1:  # each rank's clock would stop it at another step
+        raise SystemExit("--time_budget_minutes trains in one process; give several processes --max_steps instead.")
     out = Path(training_args.output_dir)
 
     existing = checkpoints(out)
@@ -510,6 +576,9 @@ def main(argv: list[str] | None = None) -> int:
         processing_class=processor,
         callbacks=[LearningCurveCallback(out / CURVE_NAME), status],
     )
+    if budget is not None:
+        trainer.time_budget = TimeBudget(60 * budget, training_args.get_warmup_steps(training_args.max_steps))
+        trainer.add_callback(trainer.time_budget)
     if data_args.exprate_steps and held_out:
         trainer.add_callback(
             ExpRateCallback(trainer, held_out, data_args.exprate_steps, data_args.exprate_limit, data_args.max_pixels,

@@ -118,9 +118,11 @@ def snapshot(model_dir: Path, into: Path, evaluation: Path | None = None) -> dic
     for name in KEPT:
         if (into / name).is_file():
             shutil.copy2(into / name, partial / name)
-    earlier = [into / CURVE_NAME] if (into / CURVE_NAME).is_file() else []
-    if (run / CURVE_NAME).is_file():
-        curve = merge_curves(earlier + [run])
+    # the curve so far, and this run's (a run too short to log one adds nothing, but keeps the curve)
+    sources = [into / CURVE_NAME] if (into / CURVE_NAME).is_file() else []
+    sources += [run] if (run / CURVE_NAME).is_file() else []
+    if sources:
+        curve = merge_curves(sources)
         write_jsonl(partial / CURVE_NAME, curve)
         plot_curve(curve, partial / "learning_curve.png")
     ledger = {"sessions": sessions, "total": totals(sessions)}

@@ -108,9 +108,16 @@ def image_only_processor(
 def load_processor(name_or_path, **kwargs):
     """The stock `AutoProcessor`, or the image-only processor of the same class where torchvision is missing."""
     try:
-        return AutoProcessor.from_pretrained(name_or_path, **kwargs)
+        processor = AutoProcessor.from_pretrained(name_or_path, **kwargs)
     except ImportError:  # "Qwen3VLProcessor requires the Torchvision library"
-        pass
+        processor = _image_only_processor(name_or_path, **kwargs)
+    # how this process reached the files (HF_HUB_OFFLINE sets it) is not the tokenizer's: keep it out of saves
+    processor.tokenizer.init_kwargs.pop("local_files_only", None)
+    return processor
+
+
+def _image_only_processor(name_or_path, **kwargs):
+    """The saved processor class with an image-only video part (no torchvision needed)."""
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
     image_processor = AutoImageProcessor.from_pretrained(name_or_path, backend="pil", **kwargs)
     configs = _saved_configs(Path(name_or_path))
