@@ -18,6 +18,7 @@ import math
 import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -213,10 +214,16 @@ class SFTDataset(torch.utils.data.Dataset):
             logger.warning("Dropped %d records whose prompt exceeds %d tokens.", len(examples) - len(keep), cutoff_len)
         self.examples = [examples[i] for i in keep]
         self.lengths = [min(lengths[i], cutoff_len) for i in keep]
-        self.aspects = [page_aspect(e.image) for e in self.examples]
 
     def __len__(self) -> int:
         return len(self.examples)
+
+    @cached_property
+    def aspects(self) -> list[float]:
+        """Each record's page aspect (`page_aspect`), for batches of alike pages: measured when a sampler first
+        asks, in threads like the header reads of `lengths` (a run without length-grouping never pays)."""
+        with ThreadPoolExecutor(8) as pool:
+            return list(pool.map(page_aspect, (e.image for e in self.examples), chunksize=256))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         example = self.examples[index]
